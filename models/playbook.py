@@ -1,0 +1,233 @@
+"""The playbook: the company's versioned service standards, lessons, reward rules and limits.
+
+A playbook is a YAML file validated by pydantic; a bad one is refused with the file, line, field
+and reason (`PlaybookError`), never half-loaded.
+"""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+from importlib import resources
+from pathlib import Path
+from statistics import NormalDist
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PLAYBOOK_NAME = "default_playbook.yaml"
+
+# Fields of an interaction a standard may check; "qa.<item>" names a QA checklist item.
+NUMERIC_FIELDS = ("wait_s", "talk_s", "hold_s", "wrap_s", "transfers", "csat", "nps", "sentiment")
+BOOLEAN_FIELDS = ("resolved",)
+
+Probability = Annotated[float, Field(gt=0, lt=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Check(_Strict):
+    """How one interaction is judged against a standard; missing data means not applicable."""
+
+    field: str = Field(description="interaction field, or qa.<item> for a QA checklist item")
+    op: Literal["is_true", "le", "ge", "lt", "gt"] = "is_true"
+    value: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Check:
+        is_qa = self.field.startswith("qa.") and len(self.field) > 3
+        if not (is_qa or self.field in NUMERIC_FIELDS or self.field in BOOLEAN_FIELDS):
+            allowed = ", ".join(("qa.<item>",) + BOOLEAN_FIELDS + NUMERIC_FIELDS)
+            raise ValueError(f"unknown field {self.field!r}; use one of {allowed}")
+        if self.op == "is_true":
+            if self.value is not None:
+                raise ValueError("op is_true takes no value")
+            if not (is_qa or self.field in BOOLEAN_FIELDS):
+                raise ValueError(f"op is_true needs a yes/no field, {self.field!r} is numeric")
+        else:
+            if self.value is None:
+                raise ValueError(f"op {self.op} needs a value")
+            if self.field not in NUMERIC_FIELDS:
+                raise ValueError(f"op {self.op} needs a numeric field, not {self.field!r}")
+        return self
+
+
+class Standard(_Strict):
+    """A service standard: what is checked, how good is good enough, and the lesson teaching it."""
+
+    title: str
+    check: Check
+    target: Probability = Field(description="pass rate the employee is expected to reach")
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    lesson: str
+    channels: list[Literal["voice", "chat", "email", "messaging"]] | None = None
+
+
+class Lesson(_Strict):
+    title: str
+    url: str | None = None
+    minutes: Annotated[int, Field(gt=0, le=240)] = 5
+    due_days: Annotated[int, Field(gt=0, le=90)] = 7
+
+
+class EvidencePolicy(_Strict):
+    """How convincing the evidence must be before a gap opens, and how it closes."""
+
+    window: Annotated[int, Field(ge=5, le=500)] = 20
+    min_sample: Annotated[int, Field(ge=3, le=500)] = 10
+    confidence: Probability = 0.95
+    close_margin: Annotated[float, Field(ge=0, lt=1)] = 0.15
+
+    @model_validator(mode="after")
+    def _sample_fits_window(self) -> EvidencePolicy:
+        if self.min_sample > self.window:
+            raise ValueError(f"min_sample ({self.min_sample}) exceeds window ({self.window})")
+        return self
+
+
+class SustainedExcellence(_Strict):
+    points: Annotated[int, Field(gt=0)]
+    min_score: Annotated[float, Field(gt=0, le=100)] = 90.0
+    over_last: Annotated[int, Field(ge=2, le=500)] = 20
+
+
+class GapClosedAfterLesson(_Strict):
+    points: Annotated[int, Field(gt=0)]
+
+
+class DelightedCustomer(_Strict):
+    points: Annotated[int, Field(gt=0)]
+    csat: Annotated[int, Field(ge=1, le=5)] = 5
+
+
+class Rewards(_Strict):
+    """Reward rules; leave one out (or null) to switch it off."""
+
+    sustained_excellence: SustainedExcellence | None = None
+    gap_closed_after_lesson: GapClosedAfterLesson | None = None
+    delighted_customer: DelightedCustomer | None = None
+
+
+class Limits(_Strict):
+    """Fatigue guards."""
+
+    max_open_lessons: Annotated[int, Field(ge=1, le=50)] = 2
+    lesson_cooldown_hours: Annotated[float, Field(ge=0)] = 72.0
+    daily_points_cap: Annotated[int, Field(gt=0)] = 150
+
+
+class Playbook(_Strict):
+    version: Annotated[str, Field(min_length=1)]
+    name: str = ""
+    timezone: str = "UTC"
+    evidence: EvidencePolicy = EvidencePolicy()
+    standards: Annotated[dict[str, Standard], Field(min_length=1)]
+    lessons: dict[str, Lesson]
+    rewards: Rewards = Rewards()
+    limits: Limits = Limits()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _lessons_exist(self) -> Playbook:
+        for name, standard in self.standards.items():
+            if standard.lesson not in self.lessons:
+                raise _FieldError(
+                    ("standards", name, "lesson"),
+                    f"lesson {standard.lesson!r} is not defined under lessons",
+                )
+        return self
+
+    @property
+    def zone(self) -> tzinfo:
+        return ZoneInfo(self.timezone)
+
+
+class _FieldError(ValueError):
+    """A cross-field error that knows which field it is about."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class PlaybookError(ValueError):
+    """A playbook that cannot be used; the message names file, line, field and reason."""
+
+
+def one_sided_z(confidence: float) -> float:
+    """Normal quantile for a one-sided bound at `confidence` (1.645 for 0.95)."""
+    return NormalDist().inv_cdf(confidence)
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the deepest YAML node on the path `loc`."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    node = value_node
+                    line = key_node.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
+    """Validate playbook YAML text; raise PlaybookError naming line, field and reason."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise PlaybookError(f"{where}: not valid YAML: {reason}") from None
+    if not isinstance(data, dict):
+        raise PlaybookError(f"{source}:1: a playbook is a mapping with version, standards, lessons")
+    try:
+        return Playbook.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, _FieldError):
+            loc = loc + cause.loc
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_of(root, loc)
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise PlaybookError(f"{source}:{line}: {field}: {message}{more}") from None
+
+
+def load_playbook(path: str | Path | None = None) -> Playbook:
+    """Load a playbook file, or the one shipped with Frontline when `path` is None."""
+    if path is None:
+        text = resources.files("models").joinpath(DEFAULT_PLAYBOOK_NAME).read_text("utf-8")
+        return parse_playbook(text, DEFAULT_PLAYBOOK_NAME)
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as exc:
+        raise PlaybookError(f"{p}: cannot read playbook: {exc.strerror}") from None
+    return parse_playbook(text, str(p))
