@@ -44,6 +44,7 @@ class Decision:
     outcome: Outcome
     records: list[OutputRecord] = field(default_factory=list)
     reason: str = ""  # why an event was rejected
+    code: str = ""  # machine-readable kind of rejection: too_late or rejected
 
 
 class DecisionEngine:
@@ -68,6 +69,7 @@ class DecisionEngine:
             hours = self.horizon / 3600
             return Decision(
                 "rejected",
+                code="too_late",
                 reason=f"event time is more than {hours:g} h older than the newest event of "
                 f"employee {state.employee_id}; it cannot be told apart from a replay",
             )
@@ -284,14 +286,14 @@ class DecisionEngine:
             return refused
         a = state.assignments.get(ev.assignment_id)
         if a is None:
-            return Decision("rejected", reason=f"assignment {ev.assignment_id} is not an "
+            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} is not an "
                             f"assignment of employee {ev.employee_id}")
         if a.completed_at is not None:
             done = datetime.fromtimestamp(a.completed_at, UTC).isoformat()
-            return Decision("rejected", reason=f"assignment {ev.assignment_id} was already "
+            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} was already "
                             f"completed at {done}")
         if ev.lesson_id is not None and ev.lesson_id != a.lesson_id:
-            return Decision("rejected", reason=f"assignment {ev.assignment_id} is for lesson "
+            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} is for lesson "
                             f"{a.lesson_id}, not {ev.lesson_id}")
         a.completed_at = at
         st = state.standard(a.standard)

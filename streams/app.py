@@ -1,0 +1,137 @@
+"""The Faust app: topics, the employee-state table and the pipeline agent, wired from settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.serializers import codecs
+
+from agents.decision_engine import DecisionEngine
+from agents.employee_state import EmployeeState
+from agents.pipeline_agent import make_pipeline
+from agents.record_processor import RecordProcessor, Result, Source
+from models.events import BonusAward, LessonAssignment, PerformanceGap
+from models.playbook import Playbook
+from streams import kafka_compat, metrics, topics
+from streams.settings import Settings
+
+log = logging.getLogger("frontline")
+
+STATE_CODEC = "frontline-employee-state"
+
+
+class EmployeeStateCodec(codecs.Codec):  # type: ignore[misc]
+    """Table values: EmployeeState <-> compact JSON."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj.to_dict(), separators=(",", ":")).encode()
+
+    def _loads(self, s: bytes) -> Any:
+        return EmployeeState.from_dict(json.loads(s))
+
+
+codecs.register(STATE_CODEC, EmployeeStateCodec())
+
+
+def observe(source: Source, result: Result, seconds: float) -> None:
+    """Count what one input record led to (no per-employee labels)."""
+    metrics.EVENTS.labels(source, result.outcome).inc()
+    metrics.PROCESSING_SECONDS.labels(source).observe(seconds)
+    for out in result.outgoing:
+        metrics.RECORDS_OUT.labels(out.topic).inc()
+    if result.error_type is not None:
+        metrics.DEAD_LETTERS.labels(source, result.error_type).inc()
+    if source == "lesson-completions" and result.outcome == "processed":
+        metrics.LESSONS_COMPLETED.inc()
+    for record in result.records:
+        if isinstance(record, PerformanceGap):
+            metrics.GAPS.labels(record.status, record.standard).inc()
+        elif isinstance(record, LessonAssignment):
+            metrics.LESSONS_ASSIGNED.labels(record.standard).inc()
+        elif isinstance(record, BonusAward):
+            metrics.AWARDS.labels(record.rule).inc()
+            metrics.POINTS.labels(record.rule).inc(record.points)
+
+
+@dataclass
+class Frontline:
+    app: faust.App
+    settings: Settings
+    playbook: Playbook
+
+
+def create_app(settings: Settings, playbook: Playbook,
+               partition_counts: dict[str, int] | None = None) -> Frontline:
+    """Build the Faust app. `partition_counts` gives the real partition count of each input
+    topic (default: settings.partitions)."""
+    kafka_compat.apply(settings)
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        store="memory://",
+        datadir=str(settings.data_dir / "worker"),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_s,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        table_standby_replicas=0,
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+    )
+    names = {name: settings.topic(name) for name in topics.ALL}
+    inputs = app.topic(names[topics.INTERACTIONS], names[topics.LESSON_COMPLETIONS],
+                       key_serializer="raw", value_serializer="raw")
+    table = app.Table("employee-state", default=None, key_type=bytes,
+                      partitions=settings.partitions)
+    # Faust derives serializers from types; ours is set before the store and changelog exist.
+    table.value_serializer = STATE_CODEC
+    counts = partition_counts or {}
+    sources: dict[str, Source] = {
+        names[topics.INTERACTIONS]: "interactions",
+        names[topics.LESSON_COMPLETIONS]: "lesson-completions",
+    }
+    processor = RecordProcessor(
+        DecisionEngine(playbook, settings.dedupe_horizon_hours * 3600.0),
+        _KeyedTable(table),
+        lambda topic: counts.get(topic, settings.partitions),
+    )
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None,
+                   headers: Any) -> Any:
+        return await app.producer.send(topic, key, value, partition, None, headers)
+
+    pipeline = make_pipeline(processor, sources, names, send, _KeyedTable(table), observe)
+    app.agent(inputs, name="frontline.pipeline")(pipeline)
+    metrics.PLAYBOOK_INFO.labels(playbook.version).set(1)
+    return Frontline(app, settings, playbook)
+
+
+class _KeyedTable:
+    """The Faust table seen as str-keyed (its keys are stored raw, as UTF-8 bytes)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._table.get(key.encode(), default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._table[key.encode()]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._table[key.encode()] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._table[key.encode()]
+
+    def __iter__(self) -> Any:
+        return (k.decode() for k in self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)

@@ -1,0 +1,198 @@
+"""The `frontline` command line: broker, worker, simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NoReturn
+
+from models.playbook import PlaybookError, load_playbook
+from streams.settings import Settings, SettingsError
+
+
+class UsageError(Exception):
+    """A command-line mistake; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {text!r}")
+    return int(text)
+
+
+def _share(text: str) -> float:
+    value = _positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", help="Kafka URL, e.g. kafka://127.0.0.1:9092 (FRONTLINE_BROKER)")
+    p.add_argument("--topic-prefix", help="prefix of every topic name (FRONTLINE_TOPIC_PREFIX)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="frontline", description="Front-line performance pipeline for "
+                     "contact centers. Settings come from FRONTLINE_* variables; flags win.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu)")
+    p.add_argument("--port", type=_port, default=9092, help="port to listen on (default 9092)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+
+    p = sub.add_parser("worker", help="run a pipeline worker (Faust)")
+    _add_common(p)
+    p.add_argument("--playbook", help="playbook YAML (FRONTLINE_PLAYBOOK)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off "
+                   "(FRONTLINE_METRICS_PORT)")
+    p.add_argument("--partitions", type=int, help="partitions of created topics "
+                   "(FRONTLINE_PARTITIONS)")
+    p.add_argument("--data-dir", help="worker data directory (FRONTLINE_DATA_DIR)")
+    p.add_argument("--log-level", help="debug, info, warning, error (FRONTLINE_LOG_LEVEL)")
+
+    p = sub.add_parser("simulate", help="stream realistic interaction events into the broker")
+    _add_common(p)
+    p.add_argument("--rate", type=_positive_float, default=200.0,
+                   help="records per second, 0 = as fast as possible (default 200)")
+    p.add_argument("--count", type=_count, default=None, help="stop after this many records")
+    p.add_argument("--duration", type=_positive_float, default=None, help="stop after seconds")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--employees", type=_count, default=60, help="employees (default 60)")
+    p.add_argument("--teams", type=_count, default=6, help="teams (default 6)")
+    p.add_argument("--malformed-share", type=_share, default=0.02,
+                   help="share of malformed records (default 0.02)")
+    p.add_argument("--duplicate-share", type=_share, default=0.01,
+                   help="share of duplicate records (default 0.01)")
+    p.add_argument("--no-learning", action="store_true",
+                   help="do not play the learning system (no lesson completions)")
+
+    p = sub.add_parser("demo", help="broker + worker + simulator for a while, then a summary")
+    p.add_argument("--duration", type=_positive_float, default=60.0,
+                   help="seconds of simulated traffic (default 60)")
+    p.add_argument("--rate", type=_positive_float, default=300.0,
+                   help="records per second (default 300)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--employees", type=_count, default=60, help="employees (default 60)")
+    p.add_argument("--port", type=_port, default=None,
+                   help="broker port (default: 9092, or a free one if 9092 is taken)")
+    p.add_argument("--metrics-port", type=_port, default=None,
+                   help="worker metrics port (default: a free one)")
+    return parser
+
+
+def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
+    overrides = {name: getattr(args, name, None) for name in names}
+    return Settings.load(overrides)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from streams.embedded_broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port, host=args.host).start()
+    print(f"frontline: embedded broker (Tansu, in-memory) ready on {broker.url}; Ctrl-C stops it",
+          flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while broker.running() and not stop.wait(0.5):
+            pass
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    settings = _settings(args, ("broker", "topic_prefix", "playbook", "metrics_port",
+                                "partitions", "data_dir", "log_level"))
+    playbook = load_playbook(settings.playbook)
+    return run_worker(settings, playbook)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from streams.simulator import SimulatorConfig, run_simulation
+
+    settings = _settings(args, ("broker", "topic_prefix"))
+    config = SimulatorConfig(seed=args.seed, employees=args.employees, teams=args.teams,
+                             malformed_share=args.malformed_share,
+                             duplicate_share=args.duplicate_share, learning=not args.no_learning)
+    if args.count is None and args.duration is None:
+        args.count = 10_000
+
+    def progress(stats: dict[str, int]) -> None:
+        now = datetime.now().strftime("%H:%M:%S")
+        print(f"{now} " + "  ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
+
+    stats = run_simulation(
+        settings.bootstrap_servers[0], config, count=args.count, rate=args.rate,
+        duration_s=args.duration, interactions_topic=settings.topic("interactions"),
+        completions_topic=settings.topic("lesson-completions"),
+        assignments_topic=settings.topic("lesson-assignments"), progress=progress)
+    print("simulated: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+
+    return run_demo(duration_s=args.duration, rate=args.rate, seed=args.seed,
+                    employees=args.employees, port=args.port, metrics_port=args.metrics_port)
+
+
+COMMANDS = {"broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
+            "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from streams.embedded_broker import BrokerError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (SettingsError, PlaybookError, BrokerError) as exc:
+        print(f"frontline: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _entry() -> Any:
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
