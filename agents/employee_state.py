@@ -104,6 +104,10 @@ class EmployeeState:
             "pts": self.points,
         }
 
+    def __json__(self) -> dict[str, Any]:
+        """Faust's JSON codec calls this when a table value is written."""
+        return self.to_dict()
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EmployeeState:
         return cls(

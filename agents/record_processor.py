@@ -8,9 +8,10 @@ does). A record found elsewhere is forwarded once, byte for byte, to the right p
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import ValidationError
 
@@ -26,11 +27,19 @@ from models.events import (
     PerformanceGap,
 )
 
+log = logging.getLogger(__name__)
+
 INTERACTIONS, LESSON_COMPLETIONS = "interactions", "lesson-completions"
 Source = Literal["interactions", "lesson-completions"]
 Outcome = Literal["processed", "duplicate", "dead_lettered", "forwarded"]
 
 H_FORWARDED_FROM = "frontline.forwarded-from"
+
+
+class StateStore(Protocol):
+    """Where employee states live between records (a Faust table in the worker)."""
+
+    def get(self, key: str) -> EmployeeState | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +105,7 @@ _OUTPUT_TOPIC: dict[type, str] = {
 class RecordProcessor:
     """Turns raw input records into raw output records, keeping per-employee state in `states`."""
 
-    def __init__(self, engine: DecisionEngine, states: MutableMapping[str, EmployeeState],
+    def __init__(self, engine: DecisionEngine, states: StateStore,
                  partitions: Callable[[str], int]) -> None:
         self.engine = engine
         self.states = states
@@ -104,6 +113,17 @@ class RecordProcessor:
 
     def process(self, source: Source, topic: str, partition: int, offset: int,
                 key: bytes | None, value: bytes) -> Result:
+        """Never raises: a record that cannot be processed comes back as a dead letter."""
+        try:
+            return self._process(source, topic, partition, offset, key, value)
+        except Exception as exc:  # a bug must cost one record, not stall the partition
+            log.exception("cannot process %s/%s/%s", topic, partition, offset)
+            refusal = dead_letters.Refusal(dead_letters.INTERNAL_ERROR,
+                                           f"{type(exc).__name__}: {exc}")
+            return self._dead_letter(refusal, topic, partition, offset, key, value)
+
+    def _process(self, source: Source, topic: str, partition: int, offset: int,
+                 key: bytes | None, value: bytes) -> Result:
         model = Interaction if source == INTERACTIONS else LessonCompletion
         try:
             event = model.model_validate_json(value)

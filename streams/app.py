@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.serializers import codecs
 
 from agents.decision_engine import DecisionEngine
 from agents.employee_state import EmployeeState
@@ -20,22 +18,6 @@ from streams import kafka_compat, metrics, topics
 from streams.settings import Settings
 
 log = logging.getLogger("frontline")
-
-STATE_CODEC = "frontline-employee-state"
-
-
-class EmployeeStateCodec(codecs.Codec):  # type: ignore[misc]
-    """Table values: EmployeeState <-> compact JSON."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        return json.dumps(obj.to_dict(), separators=(",", ":")).encode()
-
-    def _loads(self, s: bytes) -> Any:
-        return EmployeeState.from_dict(json.loads(s))
-
-
-codecs.register(STATE_CODEC, EmployeeStateCodec())
-
 
 def observe(source: Source, result: Result, seconds: float) -> None:
     """Count what one input record led to (no per-employee labels)."""
@@ -87,10 +69,9 @@ def create_app(settings: Settings, playbook: Playbook,
     names = {name: settings.topic(name) for name in topics.ALL}
     inputs = app.topic(names[topics.INTERACTIONS], names[topics.LESSON_COMPLETIONS],
                        key_serializer="raw", value_serializer="raw")
+    # Values are written through EmployeeState.__json__ and read back as dicts (_KeyedTable).
     table = app.Table("employee-state", default=None, key_type=bytes,
                       partitions=settings.partitions)
-    # Faust derives serializers from types; ours is set before the store and changelog exist.
-    table.value_serializer = STATE_CODEC
     counts = partition_counts or {}
     sources: dict[str, Source] = {
         names[topics.INTERACTIONS]: "interactions",
@@ -118,11 +99,11 @@ class _KeyedTable:
     def __init__(self, table: Any) -> None:
         self._table = table
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._table.get(key.encode(), default)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._table[key.encode()]
+    def get(self, key: str) -> EmployeeState | None:
+        value = self._table.get(key.encode())
+        if isinstance(value, dict):  # recovered from the changelog
+            value = EmployeeState.from_dict(value)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._table[key.encode()] = value
