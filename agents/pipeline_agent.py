@@ -18,17 +18,15 @@ Send = Callable[[str, bytes | None, bytes, int | None, Any], Awaitable[Any]]
 Observe = Callable[[Source, Result, float], None]
 
 
-def make_pipeline(processor: RecordProcessor, sources: Mapping[str, Source],
-                  topic_names: Mapping[str, str], send: Send, table: Any,
-                  observe: Observe) -> Callable[[Any], Awaitable[None]]:
-    """Build the agent body. `sources` maps input topic names to their contract name,
+def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mapping[str, str],
+                  send: Send, table: Any, observe: Observe) -> Callable[[Any], Awaitable[None]]:
+    """Build the body of the agent of one input topic (`source` is its contract name).
     `topic_names` maps contract names to real topic names, `send` is the producer's send."""
 
     async def pipeline(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             started = time.perf_counter()
-            source = sources[message.topic]
             result = processor.process(source, message.topic, message.partition,
                                        message.offset, message.key, message.value or b"")
             for out in result.outgoing:

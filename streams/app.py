@@ -10,7 +10,7 @@ import faust
 
 from agents.decision_engine import DecisionEngine
 from agents.employee_state import EmployeeState
-from agents.pipeline_agent import make_pipeline
+from agents.pipeline_agent import Send, make_pipeline
 from agents.record_processor import RecordProcessor, Result, Source
 from models.events import BonusAward, LessonAssignment, PerformanceGap
 from models.playbook import Playbook
@@ -44,12 +44,15 @@ class Frontline:
     app: faust.App
     settings: Settings
     playbook: Playbook
+    agents: dict[str, Any]  # contract input topic name -> Faust agent
+    table: Any  # the employee-state table
 
 
 def create_app(settings: Settings, playbook: Playbook,
-               partition_counts: dict[str, int] | None = None) -> Frontline:
+               partition_counts: dict[str, int] | None = None,
+               send: Send | None = None) -> Frontline:
     """Build the Faust app. `partition_counts` gives the real partition count of each input
-    topic (default: settings.partitions)."""
+    topic (default: settings.partitions); `send` replaces the producer (agent tests)."""
     kafka_compat.apply(settings)
     app = faust.App(
         settings.app_id,
@@ -67,30 +70,29 @@ def create_app(settings: Settings, playbook: Playbook,
         processing_guarantee="at_least_once",
     )
     names = {name: settings.topic(name) for name in topics.ALL}
-    inputs = app.topic(names[topics.INTERACTIONS], names[topics.LESSON_COMPLETIONS],
-                       key_serializer="raw", value_serializer="raw")
+    agents: dict[str, Any] = {}
     # Values are written through EmployeeState.__json__ and read back as dicts (_KeyedTable).
     table = app.Table("employee-state", default=None, key_type=bytes,
                       partitions=settings.partitions)
+    states = _KeyedTable(table)
     counts = partition_counts or {}
-    sources: dict[str, Source] = {
-        names[topics.INTERACTIONS]: "interactions",
-        names[topics.LESSON_COMPLETIONS]: "lesson-completions",
-    }
     processor = RecordProcessor(
         DecisionEngine(playbook, settings.dedupe_horizon_hours * 3600.0),
-        _KeyedTable(table),
+        states,
         lambda topic: counts.get(topic, settings.partitions),
     )
 
-    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None,
-                   headers: Any) -> Any:
+    async def producer_send(topic: str, key: bytes | None, value: bytes, partition: int | None,
+                            headers: Any) -> Any:
         return await app.producer.send(topic, key, value, partition, None, headers)
 
-    pipeline = make_pipeline(processor, sources, names, send, _KeyedTable(table), observe)
-    app.agent(inputs, name="frontline.pipeline")(pipeline)
+    for source in (topics.INTERACTIONS, topics.LESSON_COMPLETIONS):
+        channel = app.topic(names[source], key_serializer="raw", value_serializer="raw")
+        body = make_pipeline(processor, source, names, send or producer_send, states,
+                             observe)  # type: ignore[arg-type]
+        agents[source] = app.agent(channel, name=f"frontline.{source}")(body)
     metrics.PLAYBOOK_INFO.labels(playbook.version).set(1)
-    return Frontline(app, settings, playbook)
+    return Frontline(app, settings, playbook, agents, table)
 
 
 class _KeyedTable:

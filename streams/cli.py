@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from models.playbook import PlaybookError, load_playbook
 from streams.settings import Settings, SettingsError
@@ -174,7 +173,10 @@ COMMANDS = {"broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from streams.demo import DemoError
     from streams.embedded_broker import BrokerError
+    from streams.metrics import MetricsError
+    from streams.topic_admin import TopicError
 
     try:
         args = build_parser().parse_args(argv)
@@ -182,16 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except (SettingsError, PlaybookError, BrokerError) as exc:
+    except (SettingsError, PlaybookError, BrokerError, MetricsError, TopicError,
+            DemoError) as exc:
         print(f"frontline: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _entry() -> Any:
-    logging.basicConfig(level=logging.INFO)
-    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -43,11 +43,44 @@ DEAD_LETTERS = Counter(
     ["topic", "error_type"], registry=REGISTRY)
 PLAYBOOK_INFO = Gauge(
     "frontline_playbook_info", "Playbook in use (value 1)", ["version"], registry=REGISTRY)
-EMPLOYEES = Gauge(
-    "frontline_employees_tracked", "Employees whose state this worker holds", registry=REGISTRY)
+READY = Gauge(
+    "frontline_worker_ready", "1 once the worker has joined its group and recovered its state",
+    registry=REGISTRY)
+
+
+class MetricsError(RuntimeError):
+    """The metrics endpoint cannot be served."""
 
 
 def serve(port: int, host: str = "0.0.0.0") -> None:
     """Serve /metrics on a background thread; port 0 turns the endpoint off."""
-    if port:
+    if not port:
+        return
+    try:
         start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:
+        raise MetricsError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; choose "
+                           f"another port with --metrics-port or FRONTLINE_METRICS_PORT") from None
+
+
+def scrape(url: str, timeout_s: float = 3.0) -> dict[str, float]:
+    """Read a /metrics page into {'name{label="v",...}': value} (labels sorted)."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - our own endpoint
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+def total(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(v for k, v in samples.items()
+               if k.split("{", 1)[0] == name and all(w in k for w in want))

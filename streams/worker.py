@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import faust
 
@@ -14,14 +15,29 @@ from streams.topic_admin import ensure_topics
 
 log = logging.getLogger("frontline")
 
+READY_LINE = "frontline: worker ready"
+
+
+class FrontlineWorker(faust.Worker):  # type: ignore[misc]
+    """Faust's worker that also says, once, when it is ready to process."""
+
+    started_at = time.monotonic()
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        metrics.READY.set(1)
+        print(f"{READY_LINE} after {time.monotonic() - self.started_at:.1f} s", flush=True)
+
 
 def run_worker(settings: Settings, playbook: Playbook) -> int:
+    started = time.monotonic()
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     counts = ensure_topics(settings)
     frontline = create_app(settings, playbook, counts)
     metrics.serve(settings.metrics_port, settings.metrics_host)
-    worker = faust.Worker(frontline.app, loglevel=settings.log_level.upper(),
-                          override_logging=True)
+    worker = FrontlineWorker(frontline.app, loglevel=settings.log_level.upper(),
+                             override_logging=True)
+    worker.started_at = started
     print(f"frontline: worker {settings.app_id} on {settings.broker}, playbook "
           f"{playbook.version}, metrics on :{settings.metrics_port}/metrics", flush=True)
     worker.execute_from_commandline()
