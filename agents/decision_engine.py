@@ -34,7 +34,8 @@ Outcome = Literal["processed", "duplicate", "rejected"]
 
 DEFAULT_DEDUPE_HORIZON_S = 7 * 24 * 3600.0
 # Completed assignments are remembered this long, to refuse a second completion of them.
-_COMPLETED_ASSIGNMENT_KEPT_S = 90 * 24 * 3600.0
+_DAY_S = 24 * 3600
+_COMPLETED_ASSIGNMENT_KEPT_S = 90 * _DAY_S * 1.0
 
 
 @dataclass(slots=True)
@@ -81,8 +82,13 @@ class DecisionEngine:
             state.newest = at
             # Pruning is O(ids), so do it a few times per horizon rather than per event.
             if at - state.pruned_at >= self.horizon / 28:
-                floor = at - self.horizon
+                # Times are stored as whole seconds: keep one second of slack so an event
+                # admitted at the horizon edge is still known when it comes again.
+                floor = int(at - self.horizon) - 1
                 state.seen = {k: t for k, t in state.seen.items() if t >= floor}
+                # Days an admissible late event can still fall on keep their points history.
+                state.forget_days_before(self._day(
+                    datetime.fromtimestamp(floor - _DAY_S, UTC)))
                 state.pruned_at = at
 
     def _day(self, at: datetime) -> str:
@@ -247,7 +253,7 @@ class DecisionEngine:
                 del state.scores[: len(state.scores) - excellence.over_last]
             mean = rolling_mean(state.scores)
             if (len(state.scores) == excellence.over_last and mean >= excellence.min_score
-                    and state.excellence_day != day):
+                    and day not in state.excellence_days):
                 award = self._award(
                     state, "sustained_excellence",
                     stable_id("award", "sustained_excellence", ev.employee_id, day),
@@ -258,7 +264,7 @@ class DecisionEngine:
                              detail=f"mean execution score over the last "
                              f"{excellence.over_last} scored interactions"))
                 if award is not None:
-                    state.excellence_day = day
+                    state.excellence_days.append(day)
                     out.append(award)
         return out
 

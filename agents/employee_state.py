@@ -78,7 +78,8 @@ class EmployeeState:
     standards: dict[str, StandardState] = field(default_factory=dict)
     assignments: dict[str, AssignmentState] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
-    excellence_day: str | None = None
+    # days (playbook time zone) already awarded sustained excellence, kept as long as points
+    excellence_days: list[str] = field(default_factory=list)
     points: dict[str, int] = field(default_factory=dict)
 
     def standard(self, name: str) -> StandardState:
@@ -86,6 +87,11 @@ class EmployeeState:
         if st is None:
             st = self.standards[name] = StandardState()
         return st
+
+    def forget_days_before(self, day: str) -> None:
+        """Drop per-day bookkeeping older than `day` (ISO dates compare as strings)."""
+        self.points = {d: p for d, p in self.points.items() if d >= day}
+        self.excellence_days = [d for d in self.excellence_days if d >= day]
 
     def open_assignments(self) -> int:
         return sum(1 for a in self.assignments.values() if a.completed_at is None)
@@ -100,7 +106,7 @@ class EmployeeState:
             "std": {k: v.to_dict() for k, v in self.standards.items()},
             "asg": {k: v.to_dict() for k, v in self.assignments.items()},
             "sc": self.scores,
-            "xd": self.excellence_day,
+            "xd": self.excellence_days,
             "pts": self.points,
         }
 
@@ -119,6 +125,6 @@ class EmployeeState:
             standards={k: StandardState.from_dict(v) for k, v in d["std"].items()},
             assignments={k: AssignmentState.from_dict(v) for k, v in d["asg"].items()},
             scores=list(d["sc"]),
-            excellence_day=d["xd"],
+            excellence_days=list(d["xd"]),
             points=dict(d["pts"]),
         )

@@ -7,9 +7,6 @@ from dataclasses import dataclass
 from agents.employee_state import EmployeeState
 from models.playbook import Limits
 
-# Days of points history kept; covers the dedupe horizon so late events still meet the cap.
-_POINTS_DAYS_KEPT = 8
-
 
 @dataclass(frozen=True, slots=True)
 class Grant:
@@ -18,15 +15,16 @@ class Grant:
 
 
 def grant_points(state: EmployeeState, day: str, requested: int, limits: Limits) -> Grant | None:
-    """Charge points against the day's cap; None when the cap leaves nothing to award."""
+    """Charge points against the day's cap; None when the cap leaves nothing to award.
+
+    The day's history is kept as long as the dedupe horizon admits late events for it
+    (the decision engine prunes it), so a late event still meets the cap.
+    """
     used = state.points.get(day, 0)
     allowed = min(requested, limits.daily_points_cap - used)
     if allowed <= 0:
         return None
     state.points[day] = used + allowed
-    if len(state.points) > _POINTS_DAYS_KEPT:
-        for old in sorted(state.points)[:-_POINTS_DAYS_KEPT]:
-            del state.points[old]
     return Grant(allowed, requested)
 
 
