@@ -77,15 +77,13 @@ class DecisionEngine:
         return None
 
     def _remember(self, state: EmployeeState, event_id: str, at: float) -> None:
-        state.seen[digest(event_id)] = int(at)
+        state.seen.add(digest(event_id), at)
         if at > state.newest:
             state.newest = at
-            # Pruning is O(ids), so do it a few times per horizon rather than per event.
+            # Prune a few times per horizon rather than per event.
             if at - state.pruned_at >= self.horizon / 28:
-                # Times are stored as whole seconds: keep one second of slack so an event
-                # admitted at the horizon edge is still known when it comes again.
-                floor = int(at - self.horizon) - 1
-                state.seen = {k: t for k, t in state.seen.items() if t >= floor}
+                floor = at - self.horizon
+                state.seen.forget_before(floor)
                 # Days an admissible late event can still fall on keep their points history.
                 state.forget_days_before(self._day(
                     datetime.fromtimestamp(floor - _DAY_S, UTC)))

@@ -6,8 +6,59 @@ It is plain data that round-trips through JSON-compatible dicts, so any store ca
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from agents.ids import DIGEST_LEN
+
+_DAY_S = 86400
+
+
+class SeenIds:
+    """The dedupe memory: fingerprints of applied event ids, bucketed by the UTC day of their
+    event time. Pruning drops whole days, so it keeps a superset of what the horizon needs,
+    and a day serializes as one string (cheap to write on every state change)."""
+
+    __slots__ = ("days", "_ids")
+
+    def __init__(self, days: dict[int, list[str]] | None = None) -> None:
+        self.days: dict[int, list[str]] = days or {}
+        self._ids = {d for ids in self.days.values() for d in ids}
+
+    def __contains__(self, fingerprint: object) -> bool:
+        return fingerprint in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, fingerprint: str, at: float) -> None:
+        if fingerprint not in self._ids:
+            self._ids.add(fingerprint)
+            self.days.setdefault(int(at // _DAY_S), []).append(fingerprint)
+
+    def forget_before(self, floor: float) -> None:
+        """Forget days that end before `floor` (epoch seconds)."""
+        for day in [d for d in self.days if (d + 1) * _DAY_S <= floor]:
+            self._ids.difference_update(self.days.pop(day))
+
+    def oldest(self) -> float | None:
+        """Start of the oldest day still remembered (epoch seconds)."""
+        return min(self.days) * _DAY_S if self.days else None
+
+    def to_dict(self) -> dict[str, str]:
+        return {str(day): "".join(ids) for day, ids in self.days.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, str]) -> SeenIds:
+        return cls({int(day): [s[i:i + DIGEST_LEN] for i in range(0, len(s), DIGEST_LEN)]
+                    for day, s in d.items()})
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SeenIds) and self.days == other.days
+
+    def __repr__(self) -> str:
+        return f"SeenIds({len(self)} ids over {len(self.days)} days)"
 
 
 @dataclass(slots=True)
@@ -23,7 +74,8 @@ class StandardState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "w": [[i, p] for i, p in self.window],
+            "wi": [i for i, _ in self.window],
+            "wp": "".join("1" if p else "0" for _, p in self.window),
             "g": self.gap_id,
             "go": self.gap_opened_at,
             "gl": self.gap_lesson_completed,
@@ -33,7 +85,7 @@ class StandardState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StandardState:
-        window = [(i, bool(p)) for i, p in d["w"]]
+        window = [(i, p == "1") for i, p in zip(d["wi"], d["wp"], strict=True)]
         return cls(
             window=window,
             passes=sum(p for _, p in window),
@@ -71,8 +123,8 @@ class AssignmentState:
 class EmployeeState:
     employee_id: str
     team_id: str = ""
-    # digest of an applied event id -> its event time (epoch seconds); pruned past the horizon
-    seen: dict[str, int] = field(default_factory=dict)
+    # fingerprints of the event ids already applied; pruned past the dedupe horizon
+    seen: SeenIds = field(default_factory=SeenIds)
     newest: float = 0.0
     pruned_at: float = 0.0
     standards: dict[str, StandardState] = field(default_factory=dict)
@@ -100,7 +152,7 @@ class EmployeeState:
         return {
             "e": self.employee_id,
             "t": self.team_id,
-            "seen": self.seen,
+            "seen": self.seen.to_dict(),
             "n": self.newest,
             "p": self.pruned_at,
             "std": {k: v.to_dict() for k, v in self.standards.items()},
@@ -110,16 +162,20 @@ class EmployeeState:
             "pts": self.points,
         }
 
-    def __json__(self) -> dict[str, Any]:
-        """Faust's JSON codec calls this when a table value is written."""
-        return self.to_dict()
+    def to_bytes(self) -> bytes:
+        """Compact JSON, as written to the state changelog."""
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EmployeeState:
+        return cls.from_dict(json.loads(data))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EmployeeState:
         return cls(
             employee_id=d["e"],
             team_id=d["t"],
-            seen=dict(d["seen"]),
+            seen=SeenIds.from_dict(d["seen"]),
             newest=d["n"],
             pruned_at=d["p"],
             standards={k: StandardState.from_dict(v) for k, v in d["std"].items()},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 
@@ -14,5 +15,10 @@ def stable_id(*parts: str) -> str:
 
 
 def digest(event_id: str) -> str:
-    """A short fixed-size fingerprint of an input event id, for the dedupe memory."""
-    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=6).hexdigest()
+    """A short fixed-size fingerprint of an input event id, for the dedupe memory:
+    48 bits as 8 URL-safe base64 characters (DIGEST_LEN)."""
+    raw = hashlib.blake2b(event_id.encode("utf-8"), digest_size=6).digest()
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+DIGEST_LEN = 8

@@ -1,39 +1,76 @@
-"""The Faust agent: moves raw records from the input topics through the RecordProcessor and
-its results onto the output topics, and keeps each employee's state in a Faust table.
+"""The Faust agent: moves raw records from an input topic through the RecordProcessor and its
+results onto the output topics, and keeps each employee's state in a Faust table.
 
-Order matters for exactly-once effects: outputs are handed to the producer before the state
-(with the event id now marked as applied) is written to the table's changelog, and the input
-offset is committed only after both (Faust commits after the producer has flushed).
+It works in small batches (whatever arrived within a few milliseconds, up to `batch_max`), a
+group commit that keeps exactly-once effects cheap:
+
+1. every record of the batch is processed in order; its outputs are handed to the producer;
+2. each employee's state that changed is written once to the table's changelog (not once per
+   record), after the outputs that depend on it;
+3. the batch waits until the broker has acknowledged all of it (outputs and state);
+4. only then are the batch's input records acked, so Faust can commit their offsets.
+
+A crash at any point before 4 replays the batch; the replay finds either the old state (and
+produces the same records with the same ids) or the new state (and recognises duplicates).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from agents.employee_state import EmployeeState
 from agents.record_processor import RecordProcessor, Result, Source
 
-Send = Callable[[str, bytes | None, bytes, int | None, Any], Awaitable[Any]]
+# topic, key, value, partition, headers -> a future resolved when the broker has the record
+Send = Callable[[str, bytes | None, bytes, int | None, Any], Awaitable[Awaitable[Any]]]
 Observe = Callable[[Source, Result, float], None]
+SaveState = Callable[[str, EmployeeState, int], Awaitable[Awaitable[Any]]]
+Fatal = Callable[[BaseException], Awaitable[None]]
+
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.005
 
 
 def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mapping[str, str],
-                  send: Send, table: Any, observe: Observe) -> Callable[[Any], Awaitable[None]]:
+                  send: Send, save_state: SaveState, observe: Observe, fatal: Fatal, *,
+                  batch_max: int = BATCH_MAX,
+                  batch_within_s: float = BATCH_WITHIN_S) -> Callable[[Any], Awaitable[None]]:
     """Build the body of the agent of one input topic (`source` is its contract name).
-    `topic_names` maps contract names to real topic names, `send` is the producer's send."""
+    `topic_names` maps contract names to real topic names; `send` publishes a record and
+    `save_state` writes an employee's state to the changelog partition given. When the broker
+    refuses part of a batch, `fatal` is called and must not return normally: leaving the loop
+    would ack the batch (Faust acks a taken batch however its body ends)."""
 
     async def pipeline(stream: Any) -> None:
-        async for event in stream.events():
+        async for events in stream.take_events(batch_max, within=batch_within_s):
+            try:
+                await _batch(events)
+            except Exception as exc:  # noqa: BLE001 - any failure to publish is fatal
+                await fatal(exc)
+                raise
+
+    async def _batch(events: list[Any]) -> None:
+        pending: list[Awaitable[Any]] = []
+        changed: dict[str, tuple[EmployeeState, int]] = {}
+        for event in events:
             message = event.message
             started = time.perf_counter()
             result = processor.process(source, message.topic, message.partition,
                                        message.offset, message.key, message.value or b"")
             for out in result.outgoing:
-                await send(topic_names[out.topic], out.key, out.value, out.partition,
-                           out.headers)
+                pending.append(await send(topic_names[out.topic], out.key, out.value,
+                                          out.partition, out.headers))
             if result.state is not None and result.employee_id is not None:
-                table[result.employee_id] = result.state
+                changed[result.employee_id] = (result.state, message.partition)
             observe(source, result, time.perf_counter() - started)
+        for employee_id, (state, partition) in changed.items():
+            pending.append(await save_state(employee_id, state, partition))
+        if pending:
+            # Raises if the broker refused a record: `fatal` stops the worker before the
+            # batch is acked, and the batch is processed again on restart.
+            await asyncio.gather(*pending)
 
     return pipeline

@@ -41,6 +41,8 @@ class StateStore(Protocol):
 
     def get(self, key: str) -> EmployeeState | None: ...
 
+    def put(self, key: str, state: EmployeeState, partition: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -140,6 +142,7 @@ class RecordProcessor:
         state = self.states.get(employee)
         if state is None:
             state = EmployeeState(employee)
+            self.states.put(employee, state, partition)
         if isinstance(event, Interaction):
             decision = self.engine.on_interaction(state, event)
         else:

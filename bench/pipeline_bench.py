@@ -43,13 +43,18 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> N
     producer.close()
 
 
-def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: float) -> float:
-    """Events/s between the first and last output record (by their producer timestamps)."""
+def output_rate(bootstrap: str, topic: str, expected: int, timeout_s: float,
+                proc: subprocess.Popen | None = None, log: Path | None = None) -> float:
+    """Events/s between the first and last output record (by their producer timestamps).
+    Gives up early when the process producing them has exited."""
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              group_id=None, fetch_max_wait_ms=100)
     stamps: list[int] = []
     deadline = time.monotonic() + timeout_s
     while len(stamps) < expected and time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise RuntimeError(f"the worker exited with {proc.returncode}:\n{tail}")
         for batch in consumer.poll(timeout_ms=500, max_records=10000).values():
             stamps.extend(m.timestamp for m in batch)
     consumer.close()
@@ -81,7 +86,7 @@ def bench_frontline(broker: EmbeddedBroker, work: Path, records: list[tuple[byte
                           {"FRONTLINE_TOPIC_PREFIX": prefix, "FRONTLINE_APP_ID": prefix})
     try:
         return output_rate(broker.bootstrap, settings.topic("execution-scores"),
-                           expected_scores, 600)
+                           expected_scores, 600, worker, work / f"{prefix}.log")
     finally:
         stop_process(worker)
 
@@ -95,10 +100,10 @@ def bench_bare(broker: EmbeddedBroker, work: Path, records: list[tuple[bytes, by
                PYTHONPATH=str(ROOT))
     with open(work / "bare.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_agent.py"), "worker",
-                                 "-l", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                                 "-l", "warn"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         return output_rate(broker.bootstrap, settings.topic("execution-scores"), len(records),
-                           600)
+                           600, proc, work / "bare.log")
     finally:
         stop_process(proc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,10 +72,12 @@ def create_app(settings: Settings, playbook: Playbook,
     )
     names = {name: settings.topic(name) for name in topics.ALL}
     agents: dict[str, Any] = {}
-    # Values are written through EmployeeState.__json__ and read back as dicts (_KeyedTable).
-    table = app.Table("employee-state", default=None, key_type=bytes,
+    # The table's changelog holds EmployeeState.to_bytes(); the pipeline writes it directly,
+    # once per employee per batch (see agents/pipeline_agent.py), not through table[key] = v.
+    # (bytes key and value types make Faust's changelog serializers "raw")
+    table = app.Table("employee-state", default=None, key_type=bytes, value_type=bytes,
                       partitions=settings.partitions)
-    states = _KeyedTable(table)
+    states = StateTable(table)
     counts = partition_counts or {}
     processor = RecordProcessor(
         DecisionEngine(playbook, settings.dedupe_horizon_hours * 3600.0),
@@ -86,35 +89,52 @@ def create_app(settings: Settings, playbook: Playbook,
                             headers: Any) -> Any:
         return await app.producer.send(topic, key, value, partition, None, headers)
 
+    publish = send or producer_send
+
+    async def save_state(employee_id: str, state: EmployeeState, partition: int) -> Any:
+        return await publish(table.changelog_topic.get_topic_name(), employee_id.encode(),
+                             state.to_bytes(), partition, None)
+
+    async def fatal(exc: BaseException) -> None:
+        log.critical("cannot publish a batch (%s: %s); stopping without committing it, it "
+                     "will be processed again on restart", type(exc).__name__, exc)
+        if send is None:  # a real worker: exit now, before Faust acks and commits the batch
+            logging.shutdown()
+            os._exit(70)
+
     for source in (topics.INTERACTIONS, topics.LESSON_COMPLETIONS):
         channel = app.topic(names[source], key_serializer="raw", value_serializer="raw")
-        body = make_pipeline(processor, source, names, send or producer_send, states,
-                             observe)  # type: ignore[arg-type]
+        body = make_pipeline(processor, source, names, publish, save_state, observe, fatal)
         agents[source] = app.agent(channel, name=f"frontline.{source}")(body)
     metrics.PLAYBOOK_INFO.labels(playbook.version).set(1)
     return Frontline(app, settings, playbook, agents, table)
 
 
-class _KeyedTable:
-    """The Faust table seen as str-keyed (its keys are stored raw, as UTF-8 bytes)."""
+class StateTable:
+    """Employee states in the Faust table's store, keyed by employee id. Values recovered from
+    the changelog are bytes and are decoded on first use; the live objects stay in memory."""
 
     def __init__(self, table: Any) -> None:
         self._table = table
 
     def get(self, key: str) -> EmployeeState | None:
-        value = self._table.get(key.encode())
-        if isinstance(value, dict):  # recovered from the changelog
-            value = EmployeeState.from_dict(value)
+        store = self._table.data
+        kb = key.encode()
+        value = store.data.get(kb)
+        if isinstance(value, bytes):  # recovered from the changelog
+            value = store.data[kb] = EmployeeState.from_bytes(value)
         return value
 
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._table[key.encode()] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._table[key.encode()]
+    def put(self, key: str, state: EmployeeState, partition: int) -> None:
+        """Keep `state` in memory (the changelog write is the caller's)."""
+        store = self._table.data
+        kb = key.encode()
+        store.data[kb] = state
+        # lets Faust drop it when the partition moves to another worker
+        store._key_partition[kb] = partition
 
     def __iter__(self) -> Any:
-        return (k.decode() for k in self._table)
+        return (k.decode() for k in self._table.data.data)
 
     def __len__(self) -> int:
-        return len(self._table)
+        return len(self._table.data.data)

@@ -23,6 +23,12 @@ class FrontlineWorker(faust.Worker):  # type: ignore[misc]
 
     started_at = time.monotonic()
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Faust's terminal spinner sets the root logger to DEBUG (every library debug call
+        # then builds a log record: ~7 % of the CPU) and writes escape codes into logs.
+        self.spinner = None
+
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
         metrics.READY.set(1)

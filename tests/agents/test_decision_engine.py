@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agents.decision_engine import DecisionEngine
-from agents.employee_state import AssignmentState, EmployeeState, StandardState
+from agents.employee_state import AssignmentState, EmployeeState, SeenIds, StandardState
 from agents.ids import stable_id
 from agents.lesson_policy import lesson_block
 from models.events import (
@@ -685,9 +685,10 @@ def test_custom_horizon(playbook, state, interactions):
 def test_dedupe_memory_is_pruned(engine, state, interaction_factory):
     make = interaction_factory(step=timedelta(hours=1))
     feed(engine, state, [make() for _ in range(24 * 14)])
-    # Ids older than the 7-day horizon are forgotten (pruned a few times per horizon).
-    assert 7 * 24 <= len(state.seen) <= 7 * 24 + 6 + 1
-    assert min(state.seen.values()) >= state.newest - 7 * 24 * 3600 - 6 * 3600
+    # Ids older than the 7-day horizon are forgotten, a whole day at a time, a few times
+    # per horizon: what is kept covers the horizon and at most a day and 6 hours more.
+    assert 7 * 24 <= len(state.seen) <= 8 * 24 + 6 + 1
+    assert state.seen.oldest() >= state.newest - 8 * 24 * 3600 - 6 * 3600
 
 
 def test_replay_at_the_horizon_edge_is_still_a_duplicate(engine, state, interactions):
@@ -795,7 +796,7 @@ def test_state_round_trip_preserves_everything(engine, interaction_factory, comp
 
 def test_state_round_trip_of_handmade_state():
     state = EmployeeState(
-        "emp-9", team_id="t", seen={"abc": 5}, newest=12.5, pruned_at=3.0,
+        "emp-9", team_id="t", seen=SeenIds({0: ["abcdefgh", "ABCDEFGH"], 3: ["12345678"]}), newest=12.5, pruned_at=3.0,
         standards={"empathy": StandardState(window=[("i1", True), ("i2", False), ("i3", True)],
                                             passes=2, gap_id="g", gap_opened_at=1.5,
                                             gap_lesson_completed=True, gap_assignments=2,
@@ -809,4 +810,5 @@ def test_state_round_trip_of_handmade_state():
     assert copy.standards["empathy"].passes == 2
     assert copy.standards["empathy"].window[1] == ("i2", False)
     assert copy.assignments["b"].completed_at == 2.0
-    assert state.__json__() == state.to_dict()
+    assert "ABCDEFGH" in copy.seen and "12345678" in copy.seen and len(copy.seen) == 3
+    assert EmployeeState.from_bytes(state.to_bytes()) == state
