@@ -20,7 +20,7 @@ class SeenIds:
     event time. Pruning drops whole days, so it keeps a superset of what the horizon needs,
     and a day serializes as one string (cheap to write on every state change)."""
 
-    __slots__ = ("days", "_ids")
+    __slots__ = ("_ids", "days")
 
     def __init__(self, days: dict[int, list[str]] | None = None) -> None:
         self.days: dict[int, list[str]] = days or {}

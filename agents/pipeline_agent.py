@@ -48,7 +48,7 @@ def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mappi
         async for events in stream.take_events(batch_max, within=batch_within_s):
             try:
                 await _batch(events)
-            except Exception as exc:  # noqa: BLE001 - any failure to publish is fatal
+            except Exception as exc:
                 await fatal(exc)
                 raise
 

@@ -27,11 +27,11 @@ from kafka import KafkaConsumer, KafkaProducer
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streams.demo import start_worker, stop_process  # noqa: E402
-from streams.embedded_broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.simulator import Simulator, SimulatorConfig  # noqa: E402
-from streams.topic_admin import ensure_topics  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from streams.demo import start_worker, stop_process
+from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.settings import Settings
+from streams.simulator import Simulator, SimulatorConfig
+from streams.topic_admin import ensure_topics
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:

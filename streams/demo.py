@@ -154,8 +154,8 @@ def _print_summary(sim: dict[str, int], t: Tally, samples: dict[str, float],
         return int(metrics.total(samples, "frontline_events_total", topic=topic, outcome=outcome))
 
     rows = [
-        ("interactions sent", produced, f"{sim['valid']} valid, {sim['duplicate']} duplicate, "
-                                        f"{sim['malformed']} malformed"),
+        ("interactions sent", produced, (f"{sim['valid']} valid, {sim['duplicate']} duplicate, "
+                                         f"{sim['malformed']} malformed")),
         ("execution scores", t.records["execution-scores"],
          f"{t.distinct('execution-scores')} distinct event ids"),
         ("duplicates recognised", m("duplicate"), "no second score, gap, lesson or award"),

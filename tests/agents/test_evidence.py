@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -67,14 +68,14 @@ def test_bounds_in_unit_interval_and_straddle_the_rate(n):
 def test_monotonic_in_passes():
     for n in (5, 10, 20):
         bounds = [wilson_bounds(x, n, Z95) for x in range(n + 1)]
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             assert b.lower > a.lower
             assert b.upper > a.upper or b.upper == 1.0
 
 
 def test_more_evidence_narrows_the_interval():
     widths = [wilson_bounds(n // 2, n, Z95) for n in (10, 20, 40, 80, 160)]
-    for a, b in zip(widths, widths[1:], strict=False):
+    for a, b in itertools.pairwise(widths):
         assert b.upper - b.lower < a.upper - a.lower
 
 
