@@ -114,8 +114,6 @@ class PerformanceGap(_Outbound):
     status: Literal["opened", "closed"]
     target: float
     evidence: Evidence
-    lesson_assignment_id: str | None = None
-    lesson_note: str = ""
 
 
 class LessonAssignment(_Outbound):

@@ -250,7 +250,7 @@ def _outputs():
         ExecutionScore(event_id="evt-2", interaction_id="int-2", channel="email", score=None,
                        results=[], **BASE),
         PerformanceGap(gap_id="gap-1", standard="empathy", status="opened", target=0.8,
-                       evidence=EVIDENCE, lesson_assignment_id="asg-1", lesson_note="n", **BASE),
+                       evidence=EVIDENCE, **BASE),
         LessonAssignment(assignment_id="asg-1", lesson_id="empathy-statements",
                          lesson_title="Empathy", standard="empathy", gap_id="gap-1",
                          due_at=AT + timedelta(days=5), evidence=EVIDENCE, **BASE),
