@@ -4,7 +4,6 @@ progress while it runs and a summary table at the end. Stops everything it start
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from models.playbook import load_playbook
 from streams import metrics
+from streams.child_process import stop_process
 from streams.embedded_broker import BrokerError, EmbeddedBroker, free_port, port_in_use
 from streams.output_tally import OutputTally, Tally
 from streams.settings import Settings
@@ -53,18 +53,6 @@ def start_worker(broker_url: str, metrics_port: int, data_dir: Path, log_path: P
             raise DemoError(f"worker not ready after {WORKER_READY_TIMEOUT_S:g} s; see {log_path}")
         time.sleep(0.1)
     return proc
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:
-    """SIGTERM, then SIGKILL if it does not end in time."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def handled(samples: dict[str, float]) -> float:

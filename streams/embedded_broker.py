@@ -4,7 +4,6 @@ started as a child process with in-memory storage (nothing survives its restart)
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +13,8 @@ from typing import Self
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from streams.child_process import stop_process
 
 
 class BrokerError(RuntimeError):
@@ -129,14 +130,8 @@ class EmbeddedBroker:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, timeout_s)
 
     def __enter__(self) -> Self:
         return self.start()
