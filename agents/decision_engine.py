@@ -132,19 +132,17 @@ class DecisionEngine:
     def _update_standard(self, state: EmployeeState, ev: Interaction, name: str, passed: bool,
                          at: float, day: str, base: dict[str, object]) -> list[OutputRecord]:
         st = state.standard(name)
-        st.window.append((ev.interaction_id, passed))
-        st.passes += passed
-        while len(st.window) > self.gaps.window:
-            st.passes -= st.window.pop(0)[1]
+        st.push(ev.interaction_id, passed, self.gaps.window)
         target = self.playbook.standards[name].target
-        n = len(st.window)
-        rate = st.passes / n
+        n = len(st.ids)
+        passes = st.passes
+        rate = passes / n
         # The Wilson bounds straddle the observed rate, so most calls need no bounds at all.
         if st.gap_id is None and (n < self.gaps.min_sample or rate >= target):
             return []
         if st.gap_id is not None and rate < target - self.gaps.close_margin:
             return []
-        b = self.gaps.bounds([p for _, p in st.window])
+        b = self.gaps.bounds(passes, n)
         if st.gap_id is None and self.gaps.should_open(b, target):
             st.gap_id = stable_id("gap", ev.employee_id, name, ev.event_id)
             st.gap_opened_at = at
@@ -165,7 +163,7 @@ class DecisionEngine:
             if rule is not None and lesson_done:
                 award = self._award(state, "gap_closed_after_lesson", stable_id("award", gap_id),
                                     rule.points, day, base,
-                                    Evidence(interaction_ids=[i for i, _ in st.window],
+                                    Evidence(interaction_ids=list(st.ids),
                                              statistic="wilson_lower_bound", value=b.lower,
                                              threshold=target - self.gaps.close_margin,
                                              passes=b.passes, sample=b.sample,
@@ -186,7 +184,7 @@ class DecisionEngine:
             status=status,  # type: ignore[arg-type]
             target=target,
             evidence=Evidence(
-                interaction_ids=[i for i, _ in st.window],
+                interaction_ids=list(st.ids),
                 statistic="wilson_upper_bound" if opened else "wilson_lower_bound",
                 value=round(b.upper if opened else b.lower, 4),
                 threshold=target if opened else round(target - self.gaps.close_margin, 4),
@@ -210,7 +208,7 @@ class DecisionEngine:
             st.gap_assignments += 1
             st.last_assigned_at = at
             state.assignments[assignment_id] = AssignmentState(name, std.lesson, st.gap_id, at)
-            b = self.gaps.bounds([p for _, p in st.window])
+            b = self.gaps.bounds(st.passes, len(st.ids))
             out.append(LessonAssignment(
                 assignment_id=assignment_id,
                 lesson_id=std.lesson,
@@ -219,7 +217,7 @@ class DecisionEngine:
                 gap_id=st.gap_id,
                 due_at=ev.ended_at + timedelta(days=lesson.due_days),
                 evidence=Evidence(
-                    interaction_ids=[i for i, _ in st.window],
+                    interaction_ids=list(st.ids),
                     statistic="wilson_upper_bound",
                     value=round(b.upper, 4),
                     threshold=std.target,

@@ -42,8 +42,8 @@ class GapRule:
         self.close_margin = policy.close_margin
         self.z = one_sided_z(policy.confidence)
 
-    def bounds(self, outcomes: list[bool]) -> Bounds:
-        return wilson_bounds(sum(outcomes), len(outcomes), self.z)
+    def bounds(self, passes: int, sample: int) -> Bounds:
+        return wilson_bounds(passes, sample, self.z)
 
     def should_open(self, b: Bounds, target: float) -> bool:
         """Open only with a minimum sample and the upper bound below target."""

@@ -797,8 +797,8 @@ def test_state_round_trip_preserves_everything(engine, interaction_factory, comp
 def test_state_round_trip_of_handmade_state():
     state = EmployeeState(
         "emp-9", team_id="t", seen=SeenIds({0: ["abcdefgh", "ABCDEFGH"], 3: ["12345678"]}), newest=12.5, pruned_at=3.0,
-        standards={"empathy": StandardState(window=[("i1", True), ("i2", False), ("i3", True)],
-                                            passes=2, gap_id="g", gap_opened_at=1.5,
+        standards={"empathy": StandardState(ids=["i1", "i2", "i3"], flags="101",
+                                            gap_id="g", gap_opened_at=1.5,
                                             gap_lesson_completed=True, gap_assignments=2,
                                             last_assigned_at=7.25)},
         assignments={"a": AssignmentState("empathy", "l", "g", 7.25, None),

@@ -13,6 +13,10 @@ from models.playbook import EvidencePolicy
 Z95 = 1.645
 
 
+def outcome_bounds(rule: GapRule, outcomes: list[bool]) -> Bounds:
+    return rule.bounds(sum(outcomes), len(outcomes))
+
+
 def reference_wilson(x: int, n: int, z: float) -> tuple[float, float]:
     """Textbook Wilson score interval, in counts: (x + z²/2 ± z·√(x(n-x)/n + z²/4)) / (n + z²)."""
     centre = x + z * z / 2
@@ -104,14 +108,14 @@ def test_rule_takes_the_policy(rule):
 
 
 def test_rule_bounds_count_the_outcomes(rule):
-    b = rule.bounds([True, False, True, True])
+    b = outcome_bounds(rule, [True, False, True, True])
     assert (b.passes, b.sample) == (3, 4)
     assert (b.lower, b.upper) == pytest.approx(reference_wilson(3, 4, rule.z))
 
 
 def test_open_needs_min_sample(rule):
-    assert not rule.should_open(rule.bounds([False] * 9), 0.8)
-    assert rule.should_open(rule.bounds([False] * 10), 0.8)
+    assert not rule.should_open(outcome_bounds(rule, [False] * 9), 0.8)
+    assert rule.should_open(outcome_bounds(rule, [False] * 10), 0.8)
 
 
 def test_open_needs_upper_bound_strictly_below_target(rule):
@@ -122,12 +126,12 @@ def test_open_needs_upper_bound_strictly_below_target(rule):
 
 def test_open_with_real_counts(rule):
     # 4/10 has upper bound 0.648: below the 0.8 target, not below a 0.6 target.
-    b = rule.bounds([True] * 4 + [False] * 6)
+    b = outcome_bounds(rule, [True] * 4 + [False] * 6)
     assert rule.should_open(b, 0.8)
     assert not rule.should_open(b, 0.6)
     # 17/20 (upper 0.938) does not open a 0.9 target; 15/20 (upper 0.873) does.
-    assert not rule.should_open(rule.bounds([True] * 17 + [False] * 3), 0.9)
-    assert rule.should_open(rule.bounds([True] * 15 + [False] * 5), 0.9)
+    assert not rule.should_open(outcome_bounds(rule, [True] * 17 + [False] * 3), 0.9)
+    assert rule.should_open(outcome_bounds(rule, [True] * 15 + [False] * 5), 0.9)
 
 
 def test_close_needs_lower_bound_at_target_minus_margin(rule):
@@ -138,13 +142,13 @@ def test_close_needs_lower_bound_at_target_minus_margin(rule):
 
 def test_close_with_real_counts(rule):
     # target 0.8 - 0.15 = 0.65: 17/20 (lower 0.678) closes, 16/20 (lower 0.622) does not.
-    assert rule.should_close(rule.bounds([True] * 17 + [False] * 3), 0.8)
-    assert not rule.should_close(rule.bounds([True] * 16 + [False] * 4), 0.8)
+    assert rule.should_close(outcome_bounds(rule, [True] * 17 + [False] * 3), 0.8)
+    assert not rule.should_close(outcome_bounds(rule, [True] * 16 + [False] * 4), 0.8)
 
 
 def test_open_and_close_never_both_true(rule):
     for n in range(1, 21):
         for x in range(n + 1):
-            b = rule.bounds([True] * x + [False] * (n - x))
+            b = outcome_bounds(rule, [True] * x + [False] * (n - x))
             for target in (0.5, 0.7, 0.8, 0.9, 0.95):
                 assert not (rule.should_open(b, target) and rule.should_close(b, target))
