@@ -142,9 +142,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from streams.simulator import SimulatorConfig, run_simulation
 
     settings = _settings(args, ("broker", "topic_prefix"))
-    config = SimulatorConfig(seed=args.seed, employees=args.employees, teams=args.teams,
-                             malformed_share=args.malformed_share,
-                             duplicate_share=args.duplicate_share, learning=not args.no_learning)
+    try:
+        config = SimulatorConfig(seed=args.seed, employees=args.employees, teams=args.teams,
+                                 malformed_share=args.malformed_share,
+                                 duplicate_share=args.duplicate_share,
+                                 learning=not args.no_learning)
+    except ValueError as exc:
+        raise UsageError(f"frontline simulate: {exc}") from None
     if args.count is None and args.duration is None:
         args.count = 10_000
 
@@ -162,8 +166,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.demo import run_demo, simulator_config
 
+    try:
+        simulator_config(args.seed, args.employees)
+    except ValueError as exc:
+        raise UsageError(f"frontline demo: {exc}") from None
     return run_demo(duration_s=args.duration, rate=args.rate, seed=args.seed,
                     employees=args.employees, port=args.port, metrics_port=args.metrics_port)
 

@@ -102,6 +102,11 @@ def run_demo(duration_s: float = 60.0, rate: float = 300.0, seed: int = 7, emplo
             print("  stopped  worker and broker", flush=True)
 
 
+def simulator_config(seed: int, employees: int) -> SimulatorConfig:
+    """The demo's traffic; raises ValueError on impossible values (checked before starting)."""
+    return SimulatorConfig(seed=seed, employees=employees, teams=max(1, employees // 10))
+
+
 def _simulate(bootstrap: str, duration_s: float, rate: float, seed: int, employees: int,
               tally: OutputTally) -> dict[str, int]:
     started = time.monotonic()
@@ -119,7 +124,7 @@ def _simulate(bootstrap: str, duration_s: float, rate: float, seed: int, employe
               f"completions {stats.get('completions', 0):4d}  points {t.points:6d}  "
               f"dead letters {t.records['dead-letters']:4d}", flush=True)
 
-    config = SimulatorConfig(seed=seed, employees=employees, teams=max(1, employees // 10))
+    config = simulator_config(seed, employees)
     return run_simulation(bootstrap, config, count=None, rate=rate, duration_s=duration_s,
                           progress=progress)
 

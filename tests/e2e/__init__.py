@@ -1,0 +1,1 @@
+"""End-to-end tests: a real worker process against the embedded broker."""
