@@ -8,6 +8,7 @@ does). A record found elsewhere is forwarded once, byte for byte, to the right p
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+@functools.lru_cache(maxsize=65536)
 def partition_for(key: bytes, partitions: int) -> int:
     """Kafka's default partitioner for a keyed record."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
