@@ -31,7 +31,7 @@ SaveState = Callable[[str, EmployeeState, int], Awaitable[Awaitable[Any]]]
 Fatal = Callable[[BaseException], Awaitable[None]]
 
 BATCH_MAX = 1000
-BATCH_WITHIN_S = 0.005
+BATCH_WITHIN_S = 0.02
 
 
 def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mapping[str, str],
