@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -61,11 +61,7 @@ class LedgerStore:
                     stmt = self._insert(table).on_conflict_do_nothing()
                     result.inserted[table.__tablename__] = conn.execute(stmt, rows).rowcount
             for gap in (g for g in gaps if g["status"] == "closed"):
-                conn.execute(update(Assignment)
-                             .where(Assignment.gap_id == gap["gap_id"],
-                                    Assignment.status == "completed",
-                                    Assignment.pass_rate_after.is_(None))
-                             .values(pass_rate_after=pass_rate(gap["evidence"])))
+                self._measure_after(conn, gap["gap_id"])
             for c in completions:
                 outcome = self._complete(conn, c)
                 if outcome is not None:
@@ -83,7 +79,7 @@ class LedgerStore:
                                       c.event_id)
         conn.execute(self._insert(Completion).on_conflict_do_nothing(), [{
             "event_id": c.event_id, "assignment_id": c.assignment_id,
-            "employee_id": c.employee_id, "completed_at": c.completed_at,
+            "employee_id": c.employee_id, "completed_at": utc(c.completed_at),
             "outcome": outcome, "reason": reason}])
         return outcome
 
@@ -102,9 +98,26 @@ class LedgerStore:
             return REJECTED, (f"assignment {assignment_id} was already completed by "
                               f"{row.completion_event_id}")
         conn.execute(update(Assignment).where(Assignment.assignment_id == assignment_id)
-                     .values(status="completed", completed_at=completed_at,
+                     .values(status="completed", completed_at=utc(completed_at),
                              completion_event_id=event_id))
+        gap_id = conn.execute(select(Assignment.gap_id)
+                              .where(Assignment.assignment_id == assignment_id)).scalar_one()
+        LedgerStore._measure_after(conn, gap_id)
         return APPLIED, ""
+
+    @staticmethod
+    def _measure_after(conn: Any, gap_id: str) -> None:
+        """Lesson effectiveness: an assignment completed before its gap closed gets the pass
+        rate the gap closed with. Depends only on what is stored, so any order gives it."""
+        closed = conn.execute(select(Gap.at, Gap.evidence)
+                              .where(Gap.gap_id == gap_id, Gap.status == "closed")).first()
+        if closed is None:
+            return
+        conn.execute(update(Assignment)
+                     .where(Assignment.gap_id == gap_id, Assignment.status == "completed",
+                            Assignment.completed_at <= utc(closed.at),
+                            Assignment.pass_rate_after.is_(None))
+                     .values(pass_rate_after=pass_rate(closed.evidence)))
 
     def _apply_pending(self, conn: Any, assignment_ids: list[str], result: WriteResult) -> None:
         pending = conn.execute(select(Completion)
@@ -122,7 +135,8 @@ class LedgerStore:
         """Mark assignments past their due time as overdue; returns how many changed."""
         with self.engine.begin() as conn:
             return conn.execute(update(Assignment)
-                                .where(Assignment.status == "assigned", Assignment.due_at < now)
+                                .where(Assignment.status == "assigned",
+                                       Assignment.due_at < utc(now))
                                 .values(status="overdue")).rowcount
 
     # ---- reading --------------------------------------------------------------------------
@@ -155,6 +169,11 @@ class LedgerStore:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
+def utc(at: datetime) -> datetime:
+    """Times are stored in UTC (SQLite keeps no offset); naive values are taken as UTC."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 def _week(day: str) -> str:
     year, week, _ = date.fromisoformat(day).isocalendar()
     return f"{year}-W{week:02d}"
@@ -174,20 +193,20 @@ def _base(r: BonusAward | PerformanceGap | LessonAssignment) -> dict[str, Any]:
 
 def _award_row(r: BonusAward) -> dict[str, Any]:
     return {**_base(r), "award_id": r.award_id, "rule": r.rule, "points": r.points,
-            "requested_points": r.requested_points, "period": r.period, "at": r.at,
+            "requested_points": r.requested_points, "period": r.period, "at": utc(r.at),
             "evidence": r.evidence.model_dump(mode="json")}
 
 
 def _gap_row(r: PerformanceGap) -> dict[str, Any]:
     return {**_base(r), "gap_id": r.gap_id, "status": r.status, "standard": r.standard,
-            "target": r.target, "at": r.at, "evidence": r.evidence.model_dump(mode="json")}
+            "target": r.target, "at": utc(r.at), "evidence": r.evidence.model_dump(mode="json")}
 
 
 def _assignment_row(r: LessonAssignment) -> dict[str, Any]:
     evidence = r.evidence.model_dump(mode="json")
     return {**_base(r), "assignment_id": r.assignment_id, "standard": r.standard,
-            "lesson_id": r.lesson_id, "gap_id": r.gap_id, "assigned_at": r.at,
-            "due_at": r.due_at, "evidence": evidence, "status": "assigned",
+            "lesson_id": r.lesson_id, "gap_id": r.gap_id, "assigned_at": utc(r.at),
+            "due_at": utc(r.due_at), "evidence": evidence, "status": "assigned",
             "pass_rate_before": pass_rate(evidence)}
 
 
