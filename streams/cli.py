@@ -104,6 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="broker port (default: 9092, or a free one if 9092 is taken)")
     p.add_argument("--metrics-port", type=_port, default=None,
                    help="worker metrics port (default: a free one)")
+    p = sub.add_parser("ledger", help="the ledger database: migrate, run the writer, balances")
+    ledger = p.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND",
+                              parser_class=_Parser)
+    ledger.required = True
+    q = ledger.add_parser("migrate", help="create or upgrade the ledger schema")
+    q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
+    q = ledger.add_parser("run", help="write the decision topics into the ledger")
+    _add_common(q)
+    q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
+    q.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off "
+                   "(FRONTLINE_METRICS_PORT)")
+    q = ledger.add_parser("balance", help="points by day, week and month; open lessons")
+    q.add_argument("employee", help="employee id")
+    q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
     return parser
 
 
@@ -176,13 +190,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     employees=args.employees, port=args.port, metrics_port=args.metrics_port)
 
 
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from streams import ledger_cli
+
+    return ledger_cli.run(args)
+
+
 COMMANDS = {"broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "ledger": cmd_ledger}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from streams.demo import DemoError
     from streams.embedded_broker import BrokerError
+    from streams.ledger_schema import LedgerSchemaError
     from streams.metrics import MetricsError
     from streams.topic_admin import TopicError
 
@@ -193,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except (SettingsError, PlaybookError, BrokerError, MetricsError, TopicError,
-            DemoError) as exc:
+            DemoError, LedgerSchemaError) as exc:
         print(f"frontline: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
