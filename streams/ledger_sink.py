@@ -59,6 +59,8 @@ class LedgerSink:
             *self.names, bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-ledger", enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_wait_ms,
+            session_timeout_ms=int(settings.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(settings.heartbeat_s * 1000),
             max_poll_records=self.config.batch_max)
         self._last_sweep = 0.0
 
