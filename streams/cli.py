@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from models.playbook import PlaybookError, load_playbook
@@ -115,10 +115,42 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
     q.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off "
                    "(FRONTLINE_METRICS_PORT)")
+    for table in ("awards", "assignments"):
+        q = ledger.add_parser(table, help=f"list {table}, oldest first")
+        _ledger_filters(q)
+        q.add_argument("--status", help="assigned, completed, overdue" if table ==
+                       "assignments" else argparse.SUPPRESS)
+    q = ledger.add_parser("export", help="export a table as CSV or JSON lines (stdout)")
+    q.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    q.add_argument("--table", choices=("awards", "assignments", "gaps", "completions"),
+                   default="awards")
+    _ledger_filters(q)
+    q = ledger.add_parser("reconcile", help="compare ids on the output topics with the "
+                          "ledger; exit 1 if any is missing on either side")
+    _add_common(q)
+    q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
+    q.add_argument("--idle", type=_positive_float, default=2.0,
+                   help="seconds without new records that end the topic read (default 2)")
     q = ledger.add_parser("balance", help="points by day, week and month; open lessons")
     q.add_argument("employee", help="employee id")
     q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
     return parser
+
+
+def _since(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date or time like 2026-11-02, got "
+                                         f"{text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _ledger_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
+    p.add_argument("--employee", help="only this employee")
+    p.add_argument("--team", help="only this team")
+    p.add_argument("--since", type=_since, help="only from this date/time (UTC unless given)")
 
 
 def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:

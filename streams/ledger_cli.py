@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from models.ledger import Assignment
 from streams import metrics
 from streams.ledger_schema import check_schema, create_ledger_engine, head_revision, migrate
-from streams.ledger_store import LedgerStore
+from streams.ledger_store import TABLES, LedgerStore
 from streams.settings import Settings
 
 
@@ -20,7 +20,77 @@ def _settings(args: argparse.Namespace, *names: str) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"migrate": _migrate, "run": _run, "balance": _balance}[args.ledger_command](args)
+    commands = {"migrate": _migrate, "run": _run, "balance": _balance, "awards": _list,
+                "assignments": _list, "export": _export, "reconcile": _reconcile}
+    return commands[args.ledger_command](args)
+
+
+def _store(args: argparse.Namespace) -> LedgerStore:
+    engine = create_ledger_engine(_settings(args, "database_url").database_url)
+    check_schema(engine)
+    return LedgerStore(engine)
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = store.rows(args.ledger_command, employee_id=args.employee, team_id=args.team,
+                      since=args.since, status=args.status)
+    columns = {"awards": ("at", "award_id", "employee_id", "team_id", "rule", "points",
+                          "period"),
+               "assignments": ("assigned_at", "assignment_id", "employee_id", "standard",
+                               "lesson_id", "status", "due_at", "completed_at")}[
+        args.ledger_command]
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in columns))
+    print(f"({len(rows)} {args.ledger_command})")
+    store.engine.dispose()
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import csv
+    import json
+    import sys
+
+    store = _store(args)
+    rows = store.rows(args.table, employee_id=args.employee, team_id=args.team,
+                      since=args.since)
+    if args.format == "jsonl":
+        for r in rows:
+            sys.stdout.write(json.dumps(r, sort_keys=True) + "\n")
+    else:
+        columns = list(rows[0]) if rows else [c.name for c in
+                                              TABLES[args.table].__table__.columns]
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v
+                             for k, v in r.items()})
+    store.engine.dispose()
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from streams.ledger_reconcile import ledger_ids, reconcile, topic_ids
+
+    settings = _settings(args, "broker", "topic_prefix", "database_url")
+    store = _store(args)
+    report = reconcile(topic_ids(settings, idle_s=args.idle), ledger_ids(store))
+    store.engine.dispose()
+    for topic in report.on_topics:
+        print(f"{topic:20s} on topics {report.on_topics[topic]:8d}  in ledger "
+              f"{report.in_ledger[topic]:8d}  missing in ledger "
+              f"{len(report.missing_in_ledger[topic]):6d}  missing on topics "
+              f"{len(report.missing_on_topics[topic]):6d}")
+        for side, ids in (("missing in ledger", report.missing_in_ledger[topic]),
+                          ("missing on topics", report.missing_on_topics[topic])):
+            for i in ids:
+                print(f"  {side}: {i}")
+    print("reconciled: nothing missing on either side" if report.clean else
+          "NOT reconciled: ids missing (listed above)")
+    return 0 if report.clean else 1
 
 
 def _migrate(args: argparse.Namespace) -> int:

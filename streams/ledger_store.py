@@ -158,6 +158,26 @@ class LedgerStore:
         return {"day": dict(sorted(days.items())), "week": _roll_up(days, _week),
                 "month": _roll_up(days, lambda d: d[:7])}
 
+    def rows(self, table: str, *, employee_id: str | None = None, team_id: str | None = None,
+             since: datetime | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Rows of one table as dicts (times in UTC, ISO 8601), oldest first, filtered."""
+        model = TABLES[table]
+        time_column = {"awards": Award.at, "gaps": Gap.at, "assignments": Assignment.assigned_at,
+                       "completions": Completion.completed_at}[table]
+        query = select(model.__table__).order_by(time_column, *model.__table__.primary_key)
+        if employee_id is not None:
+            query = query.where(model.employee_id == employee_id)
+        if team_id is not None and hasattr(model, "team_id"):
+            query = query.where(model.team_id == team_id)
+        if since is not None:
+            query = query.where(time_column >= utc(since))
+        if status is not None:
+            query = query.where((model.outcome if table == "completions" else model.status)
+                                == status)
+        with self.engine.connect() as conn:
+            return [{k: _plain(v) for k, v in row._mapping.items()}
+                    for row in conn.execute(query)]
+
     def ids(self, table: type[Award | Gap | Assignment]) -> set[str]:
         column = {Award: Award.award_id, Gap: Gap.gap_id,
                   Assignment: Assignment.assignment_id}[table]
@@ -167,6 +187,16 @@ class LedgerStore:
     def count(self, table: type[Any]) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+TABLES: dict[str, Any] = {"awards": Award, "gaps": Gap, "assignments": Assignment,
+                          "completions": Completion}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return utc(value).isoformat()
+    return value
 
 
 def utc(at: datetime) -> datetime:
