@@ -21,6 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_bench.py
+	$(BIN)/python bench/ledger_bench.py
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff
