@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--idle", type=_positive_float, default=2.0,
                    help="seconds without new records that end the topic read (default 2)")
     q = ledger.add_parser("balance", help="points by day, week and month; open lessons")
-    q.add_argument("employee", help="employee id")
+    q.add_argument("employee", nargs="?", help="employee id")
+    q.add_argument("--team", help="a team's balance instead of an employee's")
     q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
     return parser
 

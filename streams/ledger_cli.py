@@ -120,21 +120,26 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _balance(args: argparse.Namespace) -> int:
+    from streams.cli import UsageError
+
+    if (args.employee is None) == (args.team is None):
+        raise UsageError("frontline ledger balance: give an employee id or --team TEAM")
     settings = _settings(args, "database_url")
     engine = create_ledger_engine(settings.database_url)
     try:
         check_schema(engine)
         store = LedgerStore(engine)
-        balance = store.balance(employee_id=args.employee)
+        balance = store.balance(employee_id=args.employee, team_id=args.team)
+        who = (Assignment.employee_id == args.employee if args.employee is not None
+               else Assignment.team_id == args.team)
         with engine.connect() as conn:
             open_lessons = conn.execute(
                 select(Assignment.status, func.count()).where(
-                    Assignment.employee_id == args.employee,
-                    Assignment.status.in_(("assigned", "overdue")))
+                    who, Assignment.status.in_(("assigned", "overdue")))
                 .group_by(Assignment.status)).all()
     finally:
         engine.dispose()
-    print(f"employee {args.employee}")
+    print(f"employee {args.employee}" if args.employee is not None else f"team {args.team}")
     for period in ("day", "week", "month"):
         rows = balance[period]
         print(f"  points by {period}: " + (", ".join(f"{k} {v}" for k, v in rows.items())

@@ -148,6 +148,14 @@ def test_the_ledger_holds_every_decision_once(pipeline: Pipeline, ledger_url: st
     out = capsys.readouterr().out
     total = sum(r["points"] for r in exported if r["employee_id"] == employee)
     assert f"employee {employee}" in out and str(total) in out
+    team = exported[0]["team_id"]
+    assert main(["ledger", "balance", "--team", team, *where]) == 0
+    team_total = sum(r["points"] for r in exported if r["team_id"] == team)
+    assert str(team_total) in capsys.readouterr().out
+    assert main(["ledger", "awards", "--employee", employee, *where]) == 0
+    listed = capsys.readouterr().out
+    assert f"({sum(r['employee_id'] == employee for r in exported)} awards)" in listed
+    assert main(["ledger", "balance", *where]) == 2  # neither employee nor team
     # an award the topics do not have is reported, with a failing exit code
     with engine.begin() as conn:
         conn.execute(Award.__table__.insert().values(
