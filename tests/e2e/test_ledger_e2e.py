@@ -90,7 +90,7 @@ def assert_reconciled(pipeline: Pipeline, engine: Engine) -> None:
     gaps = {(o.json["gap_id"], o.json["status"])
             for o in pipeline.reader.of(topics.PERFORMANCE_GAPS)}
     with engine.connect() as conn:
-        stored = set(conn.execute(select(Gap.gap_id, Gap.status)).tuples())
+        stored = {(g, s) for g, s in conn.execute(select(Gap.gap_id, Gap.status))}
     assert stored == gaps
 
 
