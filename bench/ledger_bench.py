@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -26,50 +25,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from ledger.decisions import simulated_decisions
 from ledger.pg_server import PostgresServer, find_postgres_bindir
 
-from agents.decision_engine import DecisionEngine
-from agents.employee_state import EmployeeState
 from models.events import (
     BonusAward,
-    Interaction,
-    LessonAssignment,
-    LessonCompletion,
-    PerformanceGap,
 )
 from models.ledger import Award
-from models.playbook import load_playbook
 from streams.embedded_broker import EmbeddedBroker, free_port
 from streams.ledger_schema import create_ledger_engine, migrate
 from streams.ledger_sink import LedgerSink, SinkConfig
 from streams.ledger_store import LedgerRecord, LedgerStore
 from streams.settings import Settings
-from streams.simulator import Simulator, SimulatorConfig
 from streams.topic_admin import ensure_topics
 
 
 def decisions(count: int, seed: int) -> list[LedgerRecord]:
-    engine = DecisionEngine(load_playbook())
-    sim = Simulator(SimulatorConfig(seed=seed, employees=300, teams=30, malformed_share=0.0,
-                                    duplicate_share=0.0))
-    states: dict[str, EmployeeState] = {}
+    """At least `count` decision records (about one per three interactions), cut to it."""
     out: list[LedgerRecord] = []
+    interactions = count * 3
     while len(out) < count:
-        record = sim.next_record()
-        if record.topic_kind != "interaction":
-            continue
-        ev = Interaction.model_validate_json(record.value)
-        state = states.setdefault(ev.employee_id, EmployeeState(ev.employee_id))
-        for r in engine.on_interaction(state, ev).records:
-            if isinstance(r, BonusAward | PerformanceGap | LessonAssignment):
-                out.append(r)
-            if isinstance(r, LessonAssignment):
-                done = LessonCompletion(event_id=f"done-{r.assignment_id}",
-                                        assignment_id=r.assignment_id,
-                                        employee_id=r.employee_id,
-                                        completed_at=r.at + timedelta(hours=1))
-                if engine.on_completion(state, done).outcome == "processed":
-                    out.append(done)
+        out = simulated_decisions(seed=seed, interactions=interactions, employees=300,
+                                  teams=30)
+        interactions *= 2
     return out[:count]
 
 
@@ -147,8 +125,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
     records = decisions(args.records, args.seed)
-    awards = [r for r in decisions(int(args.rate * args.seconds * 3), args.seed + 1)
-              if isinstance(r, BonusAward)][:int(args.rate * args.seconds)]
+    wanted = int(args.rate * args.seconds)
+    awards = [r for r in decisions(wanted * 4, args.seed + 1)
+              if isinstance(r, BonusAward)][:wanted]
     bindir = find_postgres_bindir()
     with tempfile.TemporaryDirectory(prefix="frontline-ledger-bench-") as tmp:
         work = Path(tmp)

@@ -17,6 +17,7 @@ from e2e.harness import Pipeline, wait_until
 from models.ledger import Assignment, Award, Completion, Gap
 from streams import topics
 from streams.cli import main
+from streams.ledger_reconcile import ledger_ids, reconcile, topic_ids
 from streams.ledger_schema import create_ledger_engine, migrate
 from streams.ledger_sink import WRITE_FAILURES, LedgerSink, SinkConfig
 from streams.ledger_store import LedgerStore
@@ -188,4 +189,7 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(pipeline: Pipeli
             pg_server.start()  # type: ignore[attr-defined]
         wait_until(ledger_matches_topics(pipeline, engine), "the ledger to catch up")
     assert_reconciled(pipeline, engine)
+    report = reconcile(topic_ids(pipeline.settings, idle_s=1.0), ledger_ids(LedgerStore(engine)))
+    assert report.clean, report
+    assert report.in_ledger[topics.BONUS_AWARDS] == report.on_topics[topics.BONUS_AWARDS] > 0
     engine.dispose()

@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ledger.decisions import simulated_decisions
 from sqlalchemy import Engine, select
 
-from agents.decision_engine import DecisionEngine
-from agents.employee_state import EmployeeState
 from models.events import (
     BonusAward,
-    Interaction,
     LessonAssignment,
     LessonCompletion,
     PerformanceGap,
@@ -32,7 +30,6 @@ from streams.ledger_schema import (
     migrate,
 )
 from streams.ledger_store import APPLIED, PENDING, REJECTED, LedgerRecord, LedgerStore
-from streams.simulator import Simulator, SimulatorConfig
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -52,32 +49,8 @@ def store(empty_engine: Engine) -> LedgerStore:
     return LedgerStore(empty_engine)
 
 
-def decisions(seed: int = 3, count: int = 1500) -> list[LedgerRecord]:
-    """What the pipeline publishes for simulated traffic, with lessons completed ~1 h after
-    they are assigned (in stream order: a completion follows its assignment)."""
-    engine = DecisionEngine(load_playbook())
-    sim = Simulator(SimulatorConfig(seed=seed, employees=12, teams=3, malformed_share=0.0,
-                                    duplicate_share=0.0))
-    states: dict[str, EmployeeState] = {}
-    out: list[LedgerRecord] = []
-    produced = 0
-    while produced < count:
-        record = sim.next_record()
-        if record.topic_kind != "interaction":
-            continue
-        produced += 1
-        ev = Interaction.model_validate_json(record.value)
-        state = states.setdefault(ev.employee_id, EmployeeState(ev.employee_id))
-        for r in engine.on_interaction(state, ev).records:
-            if isinstance(r, BonusAward | PerformanceGap | LessonAssignment):
-                out.append(r)
-            if isinstance(r, LessonAssignment):
-                done = LessonCompletion(event_id=f"done-{r.assignment_id}",
-                                        assignment_id=r.assignment_id,
-                                        employee_id=r.employee_id, lesson_id=r.lesson_id,
-                                        completed_at=r.at + timedelta(hours=1))
-                if engine.on_completion(state, done).outcome == "processed":
-                    out.append(done)
+def decisions() -> list[LedgerRecord]:
+    out = simulated_decisions(seed=3, interactions=1500)
     kinds = {type(r) for r in out}
     assert kinds == {BonusAward, PerformanceGap, LessonAssignment, LessonCompletion}
     return out
