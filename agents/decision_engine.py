@@ -34,7 +34,7 @@ Outcome = Literal["processed", "duplicate", "rejected"]
 DEFAULT_DEDUPE_HORIZON_S = 7 * 24 * 3600.0
 # Completed assignments are remembered this long, to refuse a second completion of them.
 _DAY_S = 24 * 3600
-_COMPLETED_ASSIGNMENT_KEPT_S = 90 * _DAY_S * 1.0
+_COMPLETED_ASSIGNMENT_KEPT_S = 90.0 * _DAY_S
 
 
 @dataclass(slots=True)

@@ -132,9 +132,3 @@ class StateTable:
         store.data[kb] = state
         # lets Faust drop it when the partition moves to another worker
         store._key_partition[kb] = partition
-
-    def __iter__(self) -> Any:
-        return (k.decode() for k in self._table.data.data)
-
-    def __len__(self) -> int:
-        return len(self._table.data.data)

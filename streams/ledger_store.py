@@ -8,6 +8,7 @@ arrives before its assignment is kept as pending and applied when the assignment
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -27,7 +28,7 @@ APPLIED, REJECTED, PENDING = "applied", "rejected", "pending"
 @dataclass
 class WriteResult:
     inserted: dict[str, int] = field(default_factory=dict)  # table -> new rows
-    completions: dict[str, int] = field(default_factory=dict)  # outcome -> count
+    completions: Counter[str] = field(default_factory=Counter)  # outcome -> count
 
 
 def pass_rate(evidence: dict[str, Any]) -> float | None:
@@ -65,7 +66,7 @@ class LedgerStore:
             for c in completions:
                 outcome = self._complete(conn, c)
                 if outcome is not None:
-                    result.completions[outcome] = result.completions.get(outcome, 0) + 1
+                    result.completions[outcome] += 1
             if assignments:
                 self._apply_pending(conn, [a["assignment_id"] for a in assignments], result)
         return result
@@ -124,12 +125,12 @@ class LedgerStore:
                                .where(Completion.outcome == PENDING,
                                       Completion.assignment_id.in_(assignment_ids))
                                .order_by(Completion.completed_at, Completion.event_id)).all()
-        for (c,) in ((row,) for row in pending):
+        for c in pending:
             outcome, reason = self._apply(conn, c.assignment_id, c.employee_id, c.completed_at,
                                           c.event_id)
             conn.execute(update(Completion).where(Completion.event_id == c.event_id)
                          .values(outcome=outcome, reason=reason))
-            result.completions[outcome] = result.completions.get(outcome, 0) + 1
+            result.completions[outcome] += 1
 
     def sweep_overdue(self, now: datetime) -> int:
         """Mark assignments past their due time as overdue; returns how many changed."""
