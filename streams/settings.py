@@ -98,13 +98,3 @@ class Settings(BaseModel):
                       else ENV_PREFIX + name.upper())
             message = err["msg"].removeprefix("Value error, ")
             raise SettingsError(f"{source}={values.get(name)!r}: {message}") from None
-
-
-def describe() -> list[tuple[str, str, str]]:
-    """(environment variable, default, meaning) for every setting, for docs and --help."""
-    rows = []
-    for name, info in Settings.model_fields.items():
-        default = info.default
-        rows.append((ENV_PREFIX + name.upper(), "" if default is None else str(default),
-                     info.description or ""))
-    return rows
