@@ -107,7 +107,32 @@ def create_app(settings: Settings, playbook: Playbook,
         body = make_pipeline(processor, source, names, publish, save_state, observe, fatal)
         agents[source] = app.agent(channel, name=f"frontline.{source}")(body)
     metrics.PLAYBOOK_INFO.labels(playbook.version).set(1)
+    if send is None:
+        rewind_uncommitted(app.consumer, {names[topics.INTERACTIONS],
+                                          names[topics.LESSON_COMPLETIONS]})
     return Frontline(app, settings, playbook, agents, table)
+
+
+def rewind_uncommitted(consumer: Any, input_topics: set[str]) -> None:
+    """Make "seek to committed" also rewind input partitions that have no committed offset.
+
+    After a rebalance Faust seeks its partitions to their committed offsets, but aiokafka skips
+    partitions without one, and the fetcher may already have read (and Faust dropped, the
+    partition being paused for recovery) their first records: a worker taking over from one
+    that died before its first commit would start those partitions in the middle and never
+    process the records before. Seeking them to their beginning makes the takeover complete."""
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek_to_committed_or_beginning() -> Any:
+        committed = await seek_to_committed()
+        fresh = [tp for tp, offset in committed.items() if tp.topic in input_topics and not offset]
+        if fresh:
+            log.info("no committed offset yet for %s: reading them from the beginning",
+                     ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(fresh)))
+            await consumer._thread.seek_to_beginning(*fresh)
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed_or_beginning
 
 
 class StateTable:
