@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import platform
+import threading
+import time
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
+from prometheus_client.exposition import ThreadingWSGIServer
 
 # The _created series double the scrape size and no dashboard of ours uses them.
 disable_created_metrics()
@@ -43,24 +52,99 @@ DEAD_LETTERS = Counter(
     ["topic", "error_type"], registry=REGISTRY)
 PLAYBOOK_INFO = Gauge(
     "frontline_playbook_info", "Playbook in use (value 1)", ["version"], registry=REGISTRY)
+END_TO_END_SECONDS = Histogram(
+    "frontline_end_to_end_seconds", "From an input record's broker timestamp to the broker "
+    "acknowledging everything it led to (outputs and state)", ["topic"], registry=REGISTRY,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0))
+CONSUMER_LAG = Gauge(
+    "frontline_consumer_lag", "Records on this worker's partitions of an input topic that it "
+    "has not processed yet (broker high watermark minus next offset)", ["topic"],
+    registry=REGISTRY)
+PARTITIONS_ASSIGNED = Gauge(
+    "frontline_partitions_assigned", "Partitions of an input topic assigned to this worker",
+    ["topic"], registry=REGISTRY)
+BUILD_INFO = Gauge(
+    "frontline_build_info", "Frontline build running (value 1)", ["version", "python", "faust"],
+    registry=REGISTRY)
 READY = Gauge(
     "frontline_worker_ready", "1 once the worker has joined its group and recovered its state",
     registry=REGISTRY)
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(_version("frontline"), platform.python_version(), _version("faust-streaming")).set(1)
 
 
 class MetricsError(RuntimeError):
     """The metrics endpoint cannot be served."""
 
 
-def serve(port: int, host: str = "0.0.0.0") -> None:
-    """Serve /metrics on a background thread; port 0 turns the endpoint off."""
+class Health:
+    """What /healthz and /readyz answer. Live while the process's event loop beats (a loop that
+    stopped beating for `stall_s` is stuck); ready while `ready_check` says so."""
+
+    def __init__(self, stall_s: float = 30.0) -> None:
+        self.stall_s = stall_s
+        self._beat: float | None = None
+        self.ready_check: Callable[[], tuple[bool, str]] = lambda: (False, "starting")
+
+    def beat(self) -> None:
+        self._beat = time.monotonic()
+
+    def live(self) -> tuple[bool, str]:
+        if self._beat is None:
+            return True, "starting"
+        silent = time.monotonic() - self._beat
+        if silent > self.stall_s:
+            return False, f"event loop silent for {silent:.0f} s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        return self.ready_check()
+
+
+HEALTH = Health()
+
+
+def _app(health: Health) -> Callable[..., Iterable[bytes]]:
+    metrics_app = make_wsgi_app(REGISTRY)
+    checks = {"/healthz": health.live, "/livez": health.live, "/readyz": health.ready}
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        check = checks.get(environ.get("PATH_INFO", ""))
+        if check is None:
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        ok, reason = check()
+        start_response("200 OK" if ok else "503 Service Unavailable",
+                       [("Content-Type", "text/plain; charset=utf-8")])
+        return [f"{reason}\n".encode()]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+        """Scrapes and probes are not worth a log line each."""
+
+
+def serve(port: int, host: str = "0.0.0.0", health: Health = HEALTH) -> None:
+    """Serve /metrics, /healthz (alive) and /readyz (ready) on a background thread; port 0
+    turns the endpoint off."""
     if not port:
         return
     try:
-        start_http_server(port, addr=host, registry=REGISTRY)
+        server = make_server(host, port, _app(health), ThreadingWSGIServer,
+                             handler_class=_QuietHandler)
     except OSError as exc:
         raise MetricsError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; choose "
                            f"another port with --metrics-port or FRONTLINE_METRICS_PORT") from None
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
 
 
 def scrape(url: str, timeout_s: float = 3.0) -> dict[str, float]:

@@ -30,6 +30,9 @@ class Settings(BaseModel):
     partitions: int = Field(4, ge=1, le=1024, description="partitions of topics the worker creates")
     replication_factor: int = Field(1, ge=1, le=16, description="replication of created topics")
     app_id: str = Field("frontline", min_length=1, description="consumer group / Faust app id")
+    group_instance_id: str | None = Field(
+        None, description="static group membership id (e.g. the pod name): a restarted worker "
+        "gets its partitions back without a rebalance")
     data_dir: Path = Field(Path("frontline-data"), description="worker's local data directory")
     fetch_wait_ms: int = Field(100, ge=1, le=10000, description="consumer max fetch wait")
     session_timeout_s: float = Field(6.0, ge=1, le=300, description="consumer group session")
