@@ -29,6 +29,7 @@ Send = Callable[[str, bytes | None, bytes, int | None, Any], Awaitable[Awaitable
 Observe = Callable[[Source, Result, float], None]
 SaveState = Callable[[str, EmployeeState, int], Awaitable[Awaitable[Any]]]
 Fatal = Callable[[BaseException], Awaitable[None]]
+Acked = Callable[[Source, list[Any]], None]  # a batch's events, once the broker has it all
 
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.02
@@ -36,7 +37,7 @@ BATCH_WITHIN_S = 0.02
 
 def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mapping[str, str],
                   send: Send, save_state: SaveState, observe: Observe, fatal: Fatal, *,
-                  batch_max: int = BATCH_MAX,
+                  acked: Acked | None = None, batch_max: int = BATCH_MAX,
                   batch_within_s: float = BATCH_WITHIN_S) -> Callable[[Any], Awaitable[None]]:
     """Build the body of the agent of one input topic (`source` is its contract name).
     `topic_names` maps contract names to real topic names; `send` publishes a record and
@@ -72,5 +73,7 @@ def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mappi
             # Raises if the broker refused a record: `fatal` stops the worker before the
             # batch is acked, and the batch is processed again on restart.
             await asyncio.gather(*pending)
+        if acked is not None:
+            acked(source, events)
 
     return pipeline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,15 +104,84 @@ def create_app(settings: Settings, playbook: Playbook,
             logging.shutdown()
             os._exit(70)
 
-    for source in (topics.INTERACTIONS, topics.LESSON_COMPLETIONS):
+    progress = Progress({names[source]: source for source in topics.INPUTS})
+    for source in topics.INPUTS:
         channel = app.topic(names[source], key_serializer="raw", value_serializer="raw")
-        body = make_pipeline(processor, source, names, publish, save_state, observe, fatal)
+        body = make_pipeline(processor, source, names, publish, save_state, observe, fatal,
+                             acked=progress.acked)
         agents[source] = app.agent(channel, name=f"frontline.{source}")(body)
     metrics.PLAYBOOK_INFO.labels(playbook.version).set(1)
     if send is None:
-        rewind_uncommitted(app.consumer, {names[topics.INTERACTIONS],
-                                          names[topics.LESSON_COMPLETIONS]})
+        rewind_uncommitted(app.consumer, set(progress.sources))
+        watch_health(app, progress)
     return Frontline(app, settings, playbook, agents, table)
+
+
+class Progress:
+    """Where the pipeline is on each input partition, for the lag and latency metrics."""
+
+    def __init__(self, sources: dict[str, Source]) -> None:
+        self.sources = sources  # real topic name -> contract name
+        self.next_offset: dict[tuple[str, int], int] = {}
+
+    def acked(self, source: Source, events: list[Any]) -> None:
+        """A batch is on the broker: observe each record's end-to-end time."""
+        now = time.time()
+        histogram = metrics.END_TO_END_SECONDS.labels(source)
+        next_offset = self.next_offset
+        for event in events:
+            message = event.message
+            if message.timestamp:
+                histogram.observe(max(0.0, now - message.timestamp))
+            next_offset[(message.topic, message.partition)] = message.offset + 1
+
+    def forget(self, partitions: Any) -> None:
+        for tp in partitions:
+            self.next_offset.pop((tp.topic, tp.partition), None)
+
+    def update_lag(self, consumer: Any) -> None:
+        """frontline_consumer_lag and frontline_partitions_assigned from the consumer's
+        assignment, the high watermarks of its fetches and what the pipeline has acked (else
+        the committed offset)."""
+        lag = dict.fromkeys(self.sources.values(), 0)
+        assigned = dict.fromkeys(self.sources.values(), 0)
+        for tp in consumer.assignment():
+            source = self.sources.get(tp.topic)
+            if source is None:
+                continue
+            assigned[source] += 1
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = self.next_offset.get((tp.topic, tp.partition))
+            if position is None:
+                position = consumer._committed_offset.get(tp) or 0
+            lag[source] += max(0, highwater - position)
+        for source in self.sources.values():
+            metrics.CONSUMER_LAG.labels(source).set(lag[source])
+            metrics.PARTITIONS_ASSIGNED.labels(source).set(assigned[source])
+
+
+def watch_health(app: faust.App, progress: Progress) -> None:
+    """Keep /healthz, /readyz and the lag gauges current from inside the worker's event loop."""
+    health = metrics.HEALTH
+
+    @app.timer(1.0, on_leader=False)
+    async def heartbeat() -> None:
+        health.beat()
+
+    @app.timer(5.0, on_leader=False)
+    async def lag() -> None:
+        progress.update_lag(app.consumer)
+
+    @app.on_partitions_revoked.connect
+    def revoked(sender: Any, revoked: Any, **_: Any) -> None:
+        progress.forget(revoked)
+        health.set_ready(False, "rebalancing")
+
+    @app.on_rebalance_complete.connect
+    async def rebalanced(sender: Any, **_: Any) -> None:
+        health.set_ready(True, "ok")
 
 
 def rewind_uncommitted(consumer: Any, input_topics: set[str]) -> None:

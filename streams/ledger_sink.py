@@ -63,6 +63,17 @@ class LedgerSink:
             heartbeat_interval_ms=int(settings.heartbeat_s * 1000),
             max_poll_records=self.config.batch_max)
         self._last_sweep = 0.0
+        # what /readyz answers (set on this thread, read by the metrics thread)
+        self._assigned = self._retrying = False
+        metrics.HEALTH.ready_check = self._ready
+
+    def _ready(self) -> tuple[bool, str]:
+        """Ready once the consumer has partitions and while the database takes writes."""
+        if self._retrying:
+            return False, "database unreachable, retrying"
+        if not self._assigned:
+            return False, "waiting for partitions"
+        return True, "ok"
 
     def run(self, stop: Callable[[], bool]) -> None:
         try:
@@ -74,8 +85,10 @@ class LedgerSink:
 
     def step(self, stop: Callable[[], bool] = lambda: False) -> int:
         """Poll once, write what came, commit; returns how many records were written."""
+        metrics.HEALTH.beat()
         polled = self.consumer.poll(timeout_ms=self.config.poll_ms,
                                     max_records=self.config.batch_max)
+        self._assigned = bool(self.consumer.assignment())
         records: list[LedgerRecord] = []
         per_topic: dict[str, int] = {}
         for tp, messages in polled.items():
@@ -104,16 +117,19 @@ class LedgerSink:
         while True:
             try:
                 self.store.write(records)
+                self._retrying = False
                 BACKLOG_WAIT.set(0)
                 return
             except (OperationalError, DBAPIError) as exc:
                 WRITE_FAILURES.inc()
+                self._retrying = True
                 BACKLOG_WAIT.set(1)
                 reason = str(getattr(exc, "orig", exc)).splitlines()[0]
                 log.warning("ledger write failed (%s); retrying %d records in %.1f s",
                             reason, len(records), delay)
                 if stop():
                     raise
+                metrics.HEALTH.beat()  # waiting on the database is not being stuck
                 time.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_max_s)
 

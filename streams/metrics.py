@@ -92,7 +92,13 @@ class Health:
     def __init__(self, stall_s: float = 30.0) -> None:
         self.stall_s = stall_s
         self._beat: float | None = None
-        self.ready_check: Callable[[], tuple[bool, str]] = lambda: (False, "starting")
+        self._ready = (False, "starting")
+        self.ready_check: Callable[[], tuple[bool, str]] = lambda: self._ready
+
+    def set_ready(self, ready: bool, reason: str) -> None:
+        """Record readiness (and mirror it in frontline_worker_ready)."""
+        self._ready = (ready, reason)
+        READY.set(1 if ready else 0)
 
     def beat(self) -> None:
         self._beat = time.monotonic()
@@ -129,7 +135,7 @@ def _app(health: Health) -> Callable[..., Iterable[bytes]]:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Scrapes and probes are not worth a log line each."""
 
 

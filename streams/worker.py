@@ -31,7 +31,7 @@ class FrontlineWorker(faust.Worker):  # type: ignore[misc]
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
-        metrics.READY.set(1)
+        metrics.HEALTH.set_ready(True, "ok")
         print(f"{READY_LINE} after {time.monotonic() - self.started_at:.1f} s", flush=True)
 
 

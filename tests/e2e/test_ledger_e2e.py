@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from e2e.harness import Pipeline, wait_until
 from models.ledger import Assignment, Award, Completion, Gap
-from streams import topics
+from streams import metrics, topics
 from streams.cli import main
 from streams.ledger_reconcile import ledger_ids, reconcile, topic_ids
 from streams.ledger_schema import create_ledger_engine, migrate
@@ -185,9 +185,12 @@ def test_a_database_outage_mid_stream_loses_and_doubles_nothing(pipeline: Pipeli
             pipeline.wait_handled(400, what="the worker to go on while the database is down")
             wait_until(lambda: WRITE_FAILURES._value.get() > failures_before,
                        "the writer to notice the outage and retry")
+            # the writer's /readyz says why it is not ready
+            assert metrics.HEALTH.ready() == (False, "database unreachable, retrying")
         finally:
             pg_server.start()  # type: ignore[attr-defined]
         wait_until(ledger_matches_topics(pipeline, engine), "the ledger to catch up")
+        wait_until(lambda: metrics.HEALTH.ready() == (True, "ok"), "the writer to be ready")
     assert_reconciled(pipeline, engine)
     report = reconcile(topic_ids(pipeline.settings, idle_s=1.0), ledger_ids(LedgerStore(engine)))
     assert report.clean, report

@@ -12,6 +12,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
+from urllib.request import urlopen
 
 import pytest
 
@@ -24,6 +25,7 @@ from e2e.harness import (
     Pipeline,
     Sent,
     completion,
+    wait_until,
 )
 from models.dead_letters import (
     ERROR_TYPES,
@@ -362,6 +364,9 @@ def test_metrics_match_what_is_on_the_topics(pipeline: Pipeline) -> None:
     assert m("frontline_processing_seconds_count", topic=src) == timed
     assert m("frontline_processing_seconds_bucket", topic=src, le="+Inf") == timed
     assert 0 < m("frontline_processing_seconds_sum", topic=src) < timed * 1.0
+    # ... and each one's end-to-end time, once its batch was on the broker
+    assert m("frontline_end_to_end_seconds_count", topic=src) == timed
+    assert 0 < m("frontline_end_to_end_seconds_sum", topic=src) < timed * 30.0
     # published records, by topic (the forwarded copy goes back to the input topic)
     for topic in topics.OUTPUTS:
         assert m("frontline_records_out_total", topic=topic) == len(by_topic[topic]), topic
@@ -390,6 +395,20 @@ def test_metrics_match_what_is_on_the_topics(pipeline: Pipeline) -> None:
     assert m("frontline_lessons_completed_total") == 0
     assert m("frontline_worker_ready") == 1
     assert m("frontline_playbook_info", version=PLAYBOOK.version) == 1
+    assert m("frontline_build_info") == 1
+    # one worker has every input partition, and once it is idle nothing is behind
+    # (the gauges are refreshed every 5 s)
+    wait_until(lambda: p.metric("frontline_partitions_assigned", topic=src) == n_parts
+               and p.metric("frontline_consumer_lag", topic=src) == 0,
+               "the lag gauges to settle", 20,
+               lambda: f"assigned {p.metric('frontline_partitions_assigned', topic=src)}, "
+                       f"lag {p.metric('frontline_consumer_lag', topic=src)}")
+    assert p.metric("frontline_partitions_assigned", topic=topics.LESSON_COMPLETIONS) == \
+        p.partitions_of(topics.LESSON_COMPLETIONS)
+    base = p.metrics_url.removesuffix("/metrics")
+    for path in ("/healthz", "/readyz"):
+        with urlopen(base + path, timeout=5) as response:
+            assert (response.status, response.read()) == (200, b"ok\n"), path
 
     # no per-employee (or per-team, per-event) label anywhere
     people = set()
