@@ -30,6 +30,49 @@ Observe = Callable[[Source, Result, float], None]
 SaveState = Callable[[str, EmployeeState, int], Awaitable[Awaitable[Any]]]
 Fatal = Callable[[BaseException], Awaitable[None]]
 Acked = Callable[[Source, list[Any]], None]  # a batch's events, once the broker has it all
+Rewind = Callable[[Any, int], Awaitable[None]]  # seek an input partition back to an offset
+
+REWIND_RETRY_S = 2.0
+
+
+class OffsetGate:
+    """Lets each input partition's records into the pipeline in offset order, once each while
+    this worker holds the partition.
+
+    Faust's consumer can skip records around a rebalance (its fetcher reads ahead while a
+    partition is paused and the seek back races with it) and then commits past them as if
+    they were a gap in a compacted topic. Our input topics have no gaps, so a jump is a
+    record that never arrived: the gate holds the partition back and asks for a rewind to
+    the first missing offset; records already processed during this assignment (re-read after
+    a seek) are passed over."""
+
+    ADMIT, SEEN, MISSING = "admit", "seen", "missing"
+
+    def __init__(self) -> None:
+        self.next: dict[Any, int] = {}  # partition -> next offset to process
+        self._rewound: dict[Any, tuple[int, float]] = {}  # partition -> (offset, when)
+
+    def admit(self, tp: Any, offset: int) -> str:
+        expected = self.next.get(tp)
+        if expected is None or offset == expected:
+            self.next[tp] = offset + 1
+            return self.ADMIT
+        return self.SEEN if offset < expected else self.MISSING
+
+    def should_rewind(self, tp: Any, now: float) -> int | None:
+        """The offset to rewind `tp` to, unless a rewind there was asked for moments ago."""
+        expected = self.next[tp]
+        asked = self._rewound.get(tp)
+        if asked is not None and asked[0] == expected and now - asked[1] < REWIND_RETRY_S:
+            return None
+        self._rewound[tp] = (expected, now)
+        return expected
+
+    def forget(self, partitions: Any) -> None:
+        """The partitions left this worker: whoever holds them next starts from the commit."""
+        for tp in partitions:
+            self.next.pop(tp, None)
+            self._rewound.pop(tp, None)
 
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.02
@@ -37,7 +80,8 @@ BATCH_WITHIN_S = 0.02
 
 def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mapping[str, str],
                   send: Send, save_state: SaveState, observe: Observe, fatal: Fatal, *,
-                  acked: Acked | None = None, batch_max: int = BATCH_MAX,
+                  acked: Acked | None = None, gate: OffsetGate | None = None,
+                  rewind: Rewind | None = None, batch_max: int = BATCH_MAX,
                   batch_within_s: float = BATCH_WITHIN_S) -> Callable[[Any], Awaitable[None]]:
     """Build the body of the agent of one input topic (`source` is its contract name).
     `topic_names` maps contract names to real topic names; `send` publishes a record and
@@ -58,6 +102,14 @@ def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mappi
         changed: dict[str, tuple[EmployeeState, int]] = {}
         for event in events:
             message = event.message
+            if gate is not None:
+                verdict = gate.admit(message.tp, message.offset)
+                if verdict != OffsetGate.ADMIT:
+                    if verdict == OffsetGate.MISSING and rewind is not None:
+                        offset = gate.should_rewind(message.tp, time.monotonic())
+                        if offset is not None:
+                            await rewind(message.tp, offset)
+                    continue
             started = time.perf_counter()
             result = processor.process(source, message.topic, message.partition,
                                        message.offset, message.key, message.value or b"")

@@ -12,7 +12,7 @@ import faust
 
 from agents.decision_engine import DecisionEngine
 from agents.employee_state import EmployeeState
-from agents.pipeline_agent import Send, make_pipeline
+from agents.pipeline_agent import OffsetGate, Send, make_pipeline
 from agents.record_processor import RecordProcessor, Result, Source
 from models.events import BonusAward, LessonAssignment, PerformanceGap
 from models.playbook import Playbook
@@ -105,15 +105,27 @@ def create_app(settings: Settings, playbook: Playbook,
             os._exit(70)
 
     progress = Progress({names[source]: source for source in topics.INPUTS})
+    gate = OffsetGate() if send is None else None  # a real consumer: see OffsetGate
+
+    async def rewind(tp: Any, offset: int) -> None:
+        log.warning("%s[%d]: records from offset %d were skipped by the consumer; reading them "
+                    "again", tp.topic, tp.partition, offset)
+        metrics.REWINDS.labels(progress.sources.get(tp.topic, tp.topic)).inc()
+        try:
+            await app.consumer.seek(tp, offset)
+        except Exception as exc:  # noqa: BLE001 - e.g. the partition was just revoked: whoever
+            # holds it next starts from the committed offset, which never passes a skipped record
+            log.warning("cannot rewind %s[%d]: %s", tp.topic, tp.partition, exc)
+
     for source in topics.INPUTS:
         channel = app.topic(names[source], key_serializer="raw", value_serializer="raw")
         body = make_pipeline(processor, source, names, publish, save_state, observe, fatal,
-                             acked=progress.acked)
+                             acked=progress.acked, gate=gate, rewind=rewind)
         agents[source] = app.agent(channel, name=f"frontline.{source}")(body)
     metrics.PLAYBOOK_INFO.labels(playbook.version).set(1)
-    if send is None:
-        rewind_uncommitted(app.consumer, set(progress.sources))
-        watch_health(app, progress)
+    if gate is not None:
+        guard_offsets(app.consumer, set(progress.sources))
+        watch_health(app, progress, gate)
     return Frontline(app, settings, playbook, agents, table)
 
 
@@ -162,7 +174,7 @@ class Progress:
             metrics.PARTITIONS_ASSIGNED.labels(source).set(assigned[source])
 
 
-def watch_health(app: faust.App, progress: Progress) -> None:
+def watch_health(app: faust.App, progress: Progress, gate: OffsetGate) -> None:
     """Keep /healthz, /readyz and the lag gauges current from inside the worker's event loop."""
     health = metrics.HEALTH
 
@@ -177,6 +189,7 @@ def watch_health(app: faust.App, progress: Progress) -> None:
     @app.on_partitions_revoked.connect
     def revoked(sender: Any, revoked: Any, **_: Any) -> None:
         progress.forget(revoked)
+        gate.forget(revoked)
         health.set_ready(False, "rebalancing")
 
     @app.on_rebalance_complete.connect
@@ -184,14 +197,24 @@ def watch_health(app: faust.App, progress: Progress) -> None:
         health.set_ready(True, "ok")
 
 
-def rewind_uncommitted(consumer: Any, input_topics: set[str]) -> None:
-    """Make "seek to committed" also rewind input partitions that have no committed offset.
+def guard_offsets(consumer: Any, input_topics: set[str]) -> None:
+    """Two changes to Faust's consumer so that a takeover never loses input records.
 
-    After a rebalance Faust seeks its partitions to their committed offsets, but aiokafka skips
-    partitions without one, and the fetcher may already have read (and Faust dropped, the
-    partition being paused for recovery) their first records: a worker taking over from one
-    that died before its first commit would start those partitions in the middle and never
-    process the records before. Seeking them to their beginning makes the takeover complete."""
+    1. "Seek to committed" also rewinds input partitions that have no committed offset. After
+       a rebalance Faust seeks its partitions to their committed offsets, but aiokafka skips
+       partitions without one, and the fetcher may already have read (and Faust dropped, the
+       partition being paused for recovery) their first records: a worker taking over from
+       one that died before its first commit would start those partitions in the middle.
+    2. No "gaps" on input partitions. Faust treats a jump in offsets as a gap (as in a
+       compacted topic) and commits past it; on our inputs a jump means records it skipped,
+       which the OffsetGate reads again, so the commit must wait for them."""
+    add_gap = consumer._add_gap
+
+    async def add_gap_except_inputs(tp: Any, offset_from: int, offset_to: int) -> None:
+        if tp.topic not in input_topics:
+            await add_gap(tp, offset_from, offset_to)
+
+    consumer._add_gap = add_gap_except_inputs
     seek_to_committed = consumer.seek_to_committed
 
     async def seek_to_committed_or_beginning() -> Any:

@@ -1,4 +1,4 @@
-"""The `frontline` command line: broker, worker, simulate, demo."""
+"""The `frontline` command line: broker, worker, simulate, demo, playbook, ledger."""
 
 from __future__ import annotations
 
@@ -104,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="broker port (default: 9092, or a free one if 9092 is taken)")
     p.add_argument("--metrics-port", type=_port, default=None,
                    help="worker metrics port (default: a free one)")
+    p = sub.add_parser("playbook", help="check a playbook file before rolling it out")
+    playbook = p.add_subparsers(dest="playbook_command", metavar="PLAYBOOK_COMMAND",
+                                parser_class=_Parser)
+    playbook.required = True
+    q = playbook.add_parser("check", help="validate a playbook; print its version and standards")
+    q.add_argument("file", nargs="?", help="playbook YAML (default: FRONTLINE_PLAYBOOK, else "
+                   "the shipped one)")
     p = sub.add_parser("ledger", help="the ledger database: migrate, run the writer, balances")
     ledger = p.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND",
                               parser_class=_Parser)
@@ -223,6 +230,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     employees=args.employees, port=args.port, metrics_port=args.metrics_port)
 
 
+def cmd_playbook(args: argparse.Namespace) -> int:
+    """`playbook check`: the same validation the worker does at start (a bad playbook exits 2
+    with its line and field), then what the file says."""
+    path = args.file if args.file is not None else _settings(args, ()).playbook
+    playbook = load_playbook(path)
+    print(f"playbook {playbook.version} ({path or 'shipped default'}): "
+          f"{len(playbook.standards)} standards, daily points cap "
+          f"{playbook.limits.daily_points_cap}")
+    for name, standard in playbook.standards.items():
+        print(f"  {name}: weight {standard.weight}, lesson {standard.lesson}")
+    return 0
+
+
 def cmd_ledger(args: argparse.Namespace) -> int:
     from streams import ledger_cli
 
@@ -230,7 +250,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
-            "demo": cmd_demo, "ledger": cmd_ledger}
+            "demo": cmd_demo, "playbook": cmd_playbook, "ledger": cmd_ledger}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

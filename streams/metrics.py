@@ -63,6 +63,9 @@ CONSUMER_LAG = Gauge(
 PARTITIONS_ASSIGNED = Gauge(
     "frontline_partitions_assigned", "Partitions of an input topic assigned to this worker",
     ["topic"], registry=REGISTRY)
+REWINDS = Counter(
+    "frontline_rewinds", "Times an input partition was read again from a record the consumer "
+    "had skipped (around rebalances)", ["topic"], registry=REGISTRY)
 BUILD_INFO = Gauge(
     "frontline_build_info", "Frontline build running (value 1)", ["version", "python", "faust"],
     registry=REGISTRY)

@@ -186,6 +186,36 @@ def test_worker_with_a_missing_playbook_says_so(tmp_path: Path,
     assert one_line(err, "frontline worker").startswith(f"frontline: {missing}: cannot read")
 
 
+@pytest.mark.parametrize(("old", "new", "after", "field"), BROKEN_PLAYBOOKS,
+                         ids=[b[3] for b in BROKEN_PLAYBOOKS])
+def test_playbook_check_refuses_what_the_worker_would_refuse(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, after: str,
+        field: str) -> None:
+    text, line = _break(_default_playbook(), old, new, after)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    code, out, err = run_main(["playbook", "check", str(bad)], capsys)
+    assert code == 2 and out == ""
+    message = one_line(err, "frontline playbook check bad.yaml")
+    assert message.startswith(f"frontline: {bad}:{line}: {field}: "), message
+
+
+def test_playbook_check_prints_version_and_standards(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    edited = tmp_path / "next.yaml"
+    edited.write_text(_default_playbook().replace('version: "2026.11.1"', 'version: "2026.12.1"'))
+    code, out, err = run_main(["playbook", "check", str(edited)], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].startswith(f"playbook 2026.12.1 ({edited}): 9 standards")
+    assert any(line.strip().startswith("empathy: weight 1.5, lesson empathy-statements")
+               for line in lines[1:])
+    monkeypatch.setenv("FRONTLINE_PLAYBOOK", str(edited))  # the worker's own setting
+    code, out, _ = run_main(["playbook", "check"], capsys)
+    assert code == 0 and out.startswith("playbook 2026.12.1")
+
+
 # ---- ports that are taken --------------------------------------------------------------------
 
 @pytest.fixture
