@@ -7,29 +7,16 @@ import json
 import shlex
 from pathlib import Path
 
+from deploy_refs import dockerfile_instructions
+
 from streams.cli import build_parser
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKERFILE = ROOT / "deploy" / "Dockerfile"
-
-
-def instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    joined, out = "", []
-    for line in DOCKERFILE.read_text().splitlines():
-        if line.lstrip().startswith("#") or not line.strip():
-            continue
-        joined += line.rstrip("\\").strip() + " "
-        if not line.rstrip().endswith("\\"):
-            word, _, rest = joined.strip().partition(" ")
-            out.append((word.upper(), rest.strip()))
-            joined = ""
-    return out
 
 
 def test_slim_base_non_root_user_and_the_worker_as_entry_point() -> None:
-    steps = instructions()
+    steps = dockerfile_instructions()
     assert steps[0] == ("FROM", "python:3.11-slim")
     users = [args for word, args in steps if word == "USER"]
     assert users and users[-1] not in ("root", "0")
@@ -41,7 +28,7 @@ def test_slim_base_non_root_user_and_the_worker_as_entry_point() -> None:
 
 
 def test_copied_paths_exist_and_settings_are_real() -> None:
-    steps = instructions()
+    steps = dockerfile_instructions()
     for word, args in steps:
         if word == "COPY":
             *sources, _ = shlex.split(args)

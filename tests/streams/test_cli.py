@@ -151,19 +151,22 @@ BROKEN_PLAYBOOKS = [
 ]
 
 
+@pytest.mark.parametrize("command", ["worker", "playbook check"])
 @pytest.mark.parametrize(("old", "new", "after", "field"), BROKEN_PLAYBOOKS,
                          ids=[b[3] for b in BROKEN_PLAYBOOKS])
-def test_worker_with_a_broken_playbook_names_file_line_and_field(
+def test_a_broken_playbook_is_refused_with_file_line_and_field(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, after: str,
-        field: str) -> None:
+        field: str, command: str) -> None:
+    """The worker refuses it at start; `playbook check` refuses it the same way beforehand."""
     text, line = _break(_default_playbook(), old, new, after)
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
     # the broker is never contacted: the playbook is refused first
-    code, _, err = run_main(["worker", "--playbook", str(bad), "--broker",
-                             f"kafka://127.0.0.1:{free_port()}"], capsys)
-    message = one_line(err, "frontline worker --playbook bad.yaml")
-    assert code != 0
+    argv = (["worker", "--playbook", str(bad), "--broker", f"kafka://127.0.0.1:{free_port()}"]
+            if command == "worker" else ["playbook", "check", str(bad)])
+    code, out, err = run_main(argv, capsys)
+    message = one_line(err, f"frontline {command} bad.yaml")
+    assert code == 2 and out == ""
     assert message.startswith(f"frontline: {bad}:{line}: {field}: "), message
 
 
@@ -184,20 +187,6 @@ def test_worker_with_a_missing_playbook_says_so(tmp_path: Path,
     code, _, err = run_main(["worker", "--playbook", str(missing)], capsys)
     assert code != 0
     assert one_line(err, "frontline worker").startswith(f"frontline: {missing}: cannot read")
-
-
-@pytest.mark.parametrize(("old", "new", "after", "field"), BROKEN_PLAYBOOKS,
-                         ids=[b[3] for b in BROKEN_PLAYBOOKS])
-def test_playbook_check_refuses_what_the_worker_would_refuse(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, after: str,
-        field: str) -> None:
-    text, line = _break(_default_playbook(), old, new, after)
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(text)
-    code, out, err = run_main(["playbook", "check", str(bad)], capsys)
-    assert code == 2 and out == ""
-    message = one_line(err, "frontline playbook check bad.yaml")
-    assert message.startswith(f"frontline: {bad}:{line}: {field}: "), message
 
 
 def test_playbook_check_prints_version_and_standards(
