@@ -56,6 +56,7 @@ class OffsetGate:
         expected = self.next.get(tp)
         if expected is None or offset == expected:
             self.next[tp] = offset + 1
+            self._rewound.pop(tp, None)
             return self.ADMIT
         return self.SEEN if offset < expected else self.MISSING
 
@@ -67,6 +68,16 @@ class OffsetGate:
             return None
         self._rewound[tp] = (expected, now)
         return expected
+
+    def overdue(self, now: float) -> list[tuple[Any, int]]:
+        """Rewinds asked for a while ago that brought nothing yet: ask again (a seek can be
+        undone by the consumer's own seek back to the committed offset)."""
+        due = []
+        for tp, (offset, asked) in list(self._rewound.items()):
+            if now - asked >= REWIND_RETRY_S:
+                self._rewound[tp] = (offset, now)
+                due.append((tp, offset))
+        return due
 
     def forget(self, partitions: Any) -> None:
         """The partitions left this worker: whoever holds them next starts from the commit."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,13 +112,14 @@ def create_app(settings: Settings, playbook: Playbook,
         log.warning("%s[%d]: records from offset %d were skipped by the consumer; reading them "
                     "again", tp.topic, tp.partition, offset)
         metrics.REWINDS.labels(progress.sources.get(tp.topic, tp.topic)).inc()
-        try:
-            await app.consumer.seek(tp, offset)
+        try:  # in the consumer's own thread, as Faust's recovery seeks
+            await app.consumer.seek_wait({tp: offset})
         except Exception as exc:  # noqa: BLE001 - e.g. the partition was just revoked: whoever
             # holds it next starts from the committed offset, which never passes a skipped record
             log.warning("cannot rewind %s[%d]: %s", tp.topic, tp.partition, exc)
 
     for source in topics.INPUTS:
+        metrics.REWINDS.labels(source)  # a series at 0 from the start
         channel = app.topic(names[source], key_serializer="raw", value_serializer="raw")
         body = make_pipeline(processor, source, names, publish, save_state, observe, fatal,
                              acked=progress.acked, gate=gate, rewind=rewind)
@@ -125,7 +127,7 @@ def create_app(settings: Settings, playbook: Playbook,
     metrics.PLAYBOOK_INFO.labels(playbook.version).set(1)
     if gate is not None:
         guard_offsets(app.consumer, set(progress.sources))
-        watch_health(app, progress, gate)
+        watch_health(app, progress, gate, rewind)
     return Frontline(app, settings, playbook, agents, table)
 
 
@@ -174,13 +176,17 @@ class Progress:
             metrics.PARTITIONS_ASSIGNED.labels(source).set(assigned[source])
 
 
-def watch_health(app: faust.App, progress: Progress, gate: OffsetGate) -> None:
-    """Keep /healthz, /readyz and the lag gauges current from inside the worker's event loop."""
+def watch_health(app: faust.App, progress: Progress, gate: OffsetGate,
+                 rewind: Callable[[Any, int], Awaitable[None]]) -> None:
+    """Keep /healthz, /readyz and the lag gauges current from inside the worker's event loop,
+    and ask again for skipped records that a rewind has not brought yet."""
     health = metrics.HEALTH
 
     @app.timer(1.0, on_leader=False)
     async def heartbeat() -> None:
         health.beat()
+        for tp, offset in gate.overdue(time.monotonic()):
+            await rewind(tp, offset)
 
     @app.timer(5.0, on_leader=False)
     async def lag() -> None:

@@ -73,7 +73,12 @@ def test_the_gate_admits_in_order_and_once() -> None:
     assert gate.should_rewind(P0, now=100.5) is None  # asked for moments ago
     assert gate.should_rewind(P0, now=100.0 + REWIND_RETRY_S + 0.1) == 9  # the seek was lost
     assert gate.admit(P1, 3) == gate.ADMIT  # partitions are independent
+    # nothing more arrives (the producer stopped): the worker's timer asks again
+    assert gate.overdue(now=100.0 + REWIND_RETRY_S + 0.5) == []  # asked 0.4 s ago
+    assert gate.overdue(now=100.0 + 2 * REWIND_RETRY_S + 0.2) == [(P0, 9)]
+    assert gate.overdue(now=100.0 + 2 * REWIND_RETRY_S + 0.3) == []
     assert [gate.admit(P0, o) for o in (9, 10, 11)] == [gate.ADMIT] * 3
+    assert gate.overdue(now=1000.0) == []  # the rewind brought them: nothing to ask again
     gate.forget([P0])  # revoked: the next holder starts from the committed offset
     assert gate.admit(P0, 4) == gate.ADMIT
 
