@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/python bench/takeover_bench.py
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from urllib.request import urlopen
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from agents.record_processor import partition_for
 from e2e.harness import (
@@ -174,6 +175,21 @@ def check_consistency(by_topic: dict[str, list[Out]], sent: list[Sent]) -> None:
         per_day[(award.employee_id, award.period)] += award.points
     over = {k: v for k, v in per_day.items() if v > PLAYBOOK.limits.daily_points_cap}
     assert not over, f"daily points cap exceeded: {over}"
+
+
+def committed_offsets(p: Pipeline, source: str) -> dict[int, int]:
+    """The worker group's committed offsets on an input topic, by partition (None left out)."""
+    consumer = KafkaConsumer(bootstrap_servers=p.settings.bootstrap_servers,
+                             group_id=p.app_id, enable_auto_commit=False)
+    try:
+        out = {}
+        for partition in range(p.partitions_of(source)):
+            offset = consumer.committed(TopicPartition(p.topic(source), partition))
+            if offset is not None:
+                out[partition] = offset
+        return out
+    finally:
+        consumer.close(autocommit=False)
 
 
 def ids(p: Pipeline) -> dict[str, set[str]]:
@@ -451,6 +467,11 @@ def test_restarted_worker_keeps_state_and_publishes_nothing_twice(pipeline: Pipe
 
     code = p.stop_worker()
     assert code == 0, f"worker did not stop cleanly on SIGTERM (exit {code}); {p.log_tail()}"
+    # it committed what it had processed before leaving: the group's offsets are at the end
+    ends: dict[int, int] = {}
+    for s in earlier:
+        ends[s.partition] = max(ends.get(s.partition, 0), s.offset + 1)
+    assert committed_offsets(p, topics.INTERACTIONS) == ends
     p.start_worker()  # same prefix, app id and data directory; state comes from the changelog
 
     # 1. all earlier input again: every record is a duplicate, nothing is published
