@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError
@@ -34,6 +35,9 @@ SKIPPED = Counter("frontline_ledger_skipped", "Records the ledger could not read
                   registry=metrics.REGISTRY)
 WRITE_FAILURES = Counter("frontline_ledger_write_failures", "Ledger batches that failed to "
                          "write and were retried", registry=metrics.REGISTRY)
+LAG = Gauge("frontline_ledger_lag", "Records on a topic the ledger writer reads that are not in "
+            "the ledger yet (high watermark minus the writer's position)", ["topic"],
+            registry=metrics.REGISTRY)
 BACKLOG_WAIT = Gauge("frontline_ledger_retrying", "1 while the ledger writer is backing off "
                      "from an unreachable database", registry=metrics.REGISTRY)
 
@@ -45,6 +49,7 @@ class SinkConfig:
     backoff_start_s: float = 0.5
     backoff_max_s: float = 15.0
     sweep_every_s: float = 60.0
+    lag_every_s: float = 5.0
 
 
 class LedgerSink:
@@ -62,7 +67,9 @@ class LedgerSink:
             session_timeout_ms=int(settings.session_timeout_s * 1000),
             heartbeat_interval_ms=int(settings.heartbeat_s * 1000),
             max_poll_records=self.config.batch_max)
-        self._last_sweep = 0.0
+        self._last_sweep = self._last_lag = 0.0
+        for name in SOURCES:
+            LAG.labels(name)  # a series from the start
         # what /readyz answers (set on this thread, read by the metrics thread)
         self._assigned = self._retrying = False
         metrics.HEALTH.ready_check = self._ready
@@ -110,7 +117,18 @@ class LedgerSink:
         for name, n in per_topic.items():
             ROWS.labels(name).inc(n)
         self._maybe_sweep()
+        self._maybe_update_lag()
         return len(records)
+
+    def _maybe_update_lag(self) -> None:
+        """frontline_ledger_lag: after a step everything polled is written, so the position is
+        what the ledger holds; the high watermark comes from the last fetch."""
+        now = time.monotonic()
+        if now - self._last_lag < self.config.lag_every_s:
+            return
+        self._last_lag = now
+        for name, behind in ledger_lag(self.consumer, self.names).items():
+            LAG.labels(name).set(behind)
 
     def _write(self, records: list[LedgerRecord], stop: Callable[[], bool]) -> None:
         delay = self.config.backoff_start_s
@@ -144,3 +162,14 @@ class LedgerSink:
             return  # the next write retries; the sweep waits for the next round
         if marked:
             log.info("marked %d lesson assignments overdue", marked)
+
+
+def ledger_lag(consumer: Any, names: dict[str, str]) -> dict[str, int]:
+    """Records behind, by source (contract name), over the consumer's assigned partitions whose
+    high watermark a fetch has told."""
+    lag = dict.fromkeys(names.values(), 0)
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            lag[names[tp.topic]] += max(0, highwater - consumer.position(tp))
+    return lag

@@ -23,7 +23,8 @@ RULES_TEST = ROOT / "deploy" / "prometheus" / "frontline-rules.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "frontline.json"
 
 ALERTS = {"FrontlineWorkerDown", "FrontlineConsumerLagGrowing", "FrontlineDeadLetterRateHigh",
-          "FrontlineNoAwards", "FrontlineLedgerWritesFailing", "FrontlineWorkerNotReady"}
+          "FrontlineNoAwards", "FrontlineLedgerWritesFailing", "FrontlineLedgerFallingBehind",
+          "FrontlineWorkerNotReady"}
 JOBS = {"frontline-worker", "frontline-ledger"}
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

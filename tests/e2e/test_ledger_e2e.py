@@ -19,7 +19,7 @@ from streams import metrics, topics
 from streams.cli import main
 from streams.ledger_reconcile import ledger_ids, reconcile, topic_ids
 from streams.ledger_schema import create_ledger_engine, migrate
-from streams.ledger_sink import WRITE_FAILURES, LedgerSink, SinkConfig
+from streams.ledger_sink import LAG, SOURCES, WRITE_FAILURES, LedgerSink, SinkConfig
 from streams.ledger_store import LedgerStore
 from streams.settings import Settings
 from streams.simulator import Simulator, SimulatorConfig
@@ -41,7 +41,7 @@ def running_sink(pipeline: Pipeline, url: str) -> Iterator[LedgerSink]:
     settings = Settings.load({"broker": pipeline.broker.url, "topic_prefix": pipeline.prefix,
                               "app_id": pipeline.app_id, "database_url": url}, environ={})
     sink = LedgerSink(settings, SinkConfig(poll_ms=100, backoff_start_s=0.2,
-                                           backoff_max_s=1.0))
+                                           backoff_max_s=1.0, lag_every_s=0.2))
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -118,6 +118,9 @@ def test_the_ledger_holds_every_decision_once(pipeline: Pipeline, ledger_url: st
         pipeline.wait_handled(650)  # every input record handled: the topics are final
         wait_until(ledger_matches_topics(pipeline, engine), "the ledger to match the topics")
         assert_reconciled(pipeline, engine)
+        # caught up: nothing behind on any topic the writer reads
+        wait_until(lambda: all(LAG.labels(name)._value.get() == 0 for name in SOURCES),
+                   "the ledger lag to settle at 0")
         # a lesson completion on the topic completes the assignment in the ledger
         assignment = pipeline.reader.of(topics.LESSON_ASSIGNMENTS)[0].json
         done = (f'{{"event_id": "done-1", "assignment_id": "{assignment["assignment_id"]}", '

@@ -32,7 +32,7 @@ PROMETHEUS_WAIT_S = 20.0
 # csat: no gap, lesson, award or dead letter, and no ledger writer
 EMPTY_PANELS = {"Gaps opened / closed by standard", "Lessons assigned by standard, completed",
                 "Awards by rule", "Points by rule", "Dead letters by error type",
-                "Ledger writes by topic", "Ledger write failures, retrying"}
+                "Ledger writes by topic", "Ledger lag, write failures, retrying"}
 
 
 @dataclass

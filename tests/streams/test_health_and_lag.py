@@ -13,6 +13,7 @@ import pytest
 from streams import metrics
 from streams.app import Progress
 from streams.embedded_broker import free_port
+from streams.ledger_sink import ledger_lag
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -125,3 +126,31 @@ def test_lag_is_highwater_minus_what_was_acked_else_committed() -> None:
     progress.update_lag(consumer)
     assert (lag("interactions"), assigned("interactions")) == (0, 0)
     assert (lag("lesson-completions"), assigned("lesson-completions")) == (7, 1)
+
+
+class FakeKafkaConsumer:
+    """What ledger_lag reads from kafka-python's consumer."""
+
+    def __init__(self, highwaters: dict[Any, int | None], positions: dict[Any, int]) -> None:
+        self.highwaters, self.positions = highwaters, positions
+
+    def assignment(self) -> set[Any]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.highwaters[tp]
+
+    def position(self, tp: Any) -> int:
+        return self.positions[tp]
+
+
+def test_ledger_lag_is_highwater_minus_position_by_topic() -> None:
+    names = {"p.bonus-awards": "bonus-awards", "p.performance-gaps": "performance-gaps",
+             "p.lesson-assignments": "lesson-assignments"}
+    a0, a1 = _TP("p.bonus-awards", 0), _TP("p.bonus-awards", 1)
+    g0 = _TP("p.performance-gaps", 0)
+    unfetched = _TP("p.lesson-assignments", 0)  # no fetch yet: no high watermark, not counted
+    consumer = FakeKafkaConsumer({a0: 50, a1: 9, g0: 4, unfetched: None},
+                                 {a0: 20, a1: 9, g0: 0, unfetched: 0})
+    assert ledger_lag(consumer, names) == {"bonus-awards": 30, "performance-gaps": 4,
+                                           "lesson-assignments": 0}
