@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,31 +132,24 @@ def create_app(settings: Settings, playbook: Playbook,
 
 
 class Progress:
-    """Where the pipeline is on each input partition, for the lag and latency metrics."""
+    """The input side's metrics: end-to-end latency, lag and partitions assigned."""
 
     def __init__(self, sources: dict[str, Source]) -> None:
         self.sources = sources  # real topic name -> contract name
-        self.next_offset: dict[tuple[str, int], int] = {}
 
     def acked(self, source: Source, events: list[Any]) -> None:
         """A batch is on the broker: observe each record's end-to-end time."""
         now = time.time()
         histogram = metrics.END_TO_END_SECONDS.labels(source)
-        next_offset = self.next_offset
         for event in events:
-            message = event.message
-            if message.timestamp:
-                histogram.observe(max(0.0, now - message.timestamp))
-            next_offset[(message.topic, message.partition)] = message.offset + 1
+            timestamp = event.message.timestamp
+            if timestamp:
+                histogram.observe(max(0.0, now - timestamp))
 
-    def forget(self, partitions: Any) -> None:
-        for tp in partitions:
-            self.next_offset.pop((tp.topic, tp.partition), None)
-
-    def update_lag(self, consumer: Any) -> None:
+    def update_lag(self, consumer: Any, next_offset: Mapping[Any, int]) -> None:
         """frontline_consumer_lag and frontline_partitions_assigned from the consumer's
-        assignment, the high watermarks of its fetches and what the pipeline has acked (else
-        the committed offset)."""
+        assignment, the high watermarks of its fetches and the next offset the pipeline will
+        process on each partition (the OffsetGate's; else the committed offset)."""
         lag = dict.fromkeys(self.sources.values(), 0)
         assigned = dict.fromkeys(self.sources.values(), 0)
         for tp in consumer.assignment():
@@ -167,7 +160,7 @@ class Progress:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            position = self.next_offset.get((tp.topic, tp.partition))
+            position = next_offset.get(tp)
             if position is None:
                 position = consumer._committed_offset.get(tp) or 0
             lag[source] += max(0, highwater - position)
@@ -190,11 +183,10 @@ def watch_health(app: faust.App, progress: Progress, gate: OffsetGate,
 
     @app.timer(5.0, on_leader=False)
     async def lag() -> None:
-        progress.update_lag(app.consumer)
+        progress.update_lag(app.consumer, gate.next)
 
     @app.on_partitions_revoked.connect
     def revoked(sender: Any, revoked: Any, **_: Any) -> None:
-        progress.forget(revoked)
         gate.forget(revoked)
         health.set_ready(False, "rebalancing")
 

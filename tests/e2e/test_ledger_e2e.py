@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -108,7 +109,7 @@ def test_the_ledger_holds_every_decision_once(pipeline: Pipeline, ledger_url: st
     engine = create_ledger_engine(ledger_url)
     migrate(engine)
     pipeline.produce(interactions(seed=21, count=250))
-    with running_sink(pipeline, ledger_url):
+    with running_sink(pipeline, ledger_url) as sink:
         wait_until(lambda: pipeline.reader.counts()[topics.EXECUTION_SCORES] >= 200,
                    "scores on the topic")
         first = interactions(seed=21, count=250)
@@ -118,8 +119,11 @@ def test_the_ledger_holds_every_decision_once(pipeline: Pipeline, ledger_url: st
         pipeline.wait_handled(650)  # every input record handled: the topics are final
         wait_until(ledger_matches_topics(pipeline, engine), "the ledger to match the topics")
         assert_reconciled(pipeline, engine)
-        # caught up: nothing behind on any topic the writer reads
-        wait_until(lambda: all(LAG.labels(name)._value.get() == 0 for name in SOURCES),
+        # caught up: nothing behind on any topic the writer reads, as measured after that
+        # (the gauges start at 0, so only a measurement taken now says anything)
+        caught_up = time.monotonic()
+        wait_until(lambda: sink._last_lag > caught_up
+                   and all(LAG.labels(name)._value.get() == 0 for name in SOURCES),
                    "the ledger lag to settle at 0")
         # a lesson completion on the topic completes the assignment in the ledger
         assignment = pipeline.reader.of(topics.LESSON_ASSIGNMENTS)[0].json

@@ -6,6 +6,7 @@ which consumers such as the ledger drop by its id)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -123,8 +124,6 @@ def test_a_killed_worker_is_taken_over_and_nothing_is_lost_or_doubled(
 
 def _missing(p: Pipeline, expected: dict[str, set[str]], sent: list[Sent]) -> str:
     """Which expected records are not on the topics, and where their inputs were."""
-    import json
-
     lines = []
     for topic, ids in expected.items():
         lost = ids - {o.id for o in p.reader.of(topic)}

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from agents.pipeline_agent import OffsetGate
 from streams import metrics
 from streams.app import Progress
 from streams.embedded_broker import free_port
@@ -99,31 +100,35 @@ def assigned(source: str) -> float:
     return metrics.PARTITIONS_ASSIGNED.labels(source)._value.get()
 
 
-def test_lag_is_highwater_minus_what_was_acked_else_committed() -> None:
+def test_lag_is_highwater_minus_what_was_processed_else_committed() -> None:
     progress = Progress({"p.interactions": "interactions",
                          "p.lesson-completions": "lesson-completions"})
+    gate = OffsetGate()  # the pipeline's next offset per partition
     i0, i1, c0 = _TP("p.interactions", 0), _TP("p.interactions", 1), \
         _TP("p.lesson-completions", 0)
     other = _TP("p.employee-state-changelog", 0)  # not an input: ignored
     consumer = FakeConsumer({i0: 100, i1: 40, c0: None, other: 999}, {i1: 25})
-    progress.update_lag(consumer)
-    # i0: nothing acked nor committed -> all 100 behind; i1: committed 25 -> 15; c0: unknown
+    progress.update_lag(consumer, gate.next)
+    # i0: nothing processed nor committed -> all 100 behind; i1: committed 25 -> 15; c0: unknown
     assert (lag("interactions"), assigned("interactions")) == (115, 2)
     assert (lag("lesson-completions"), assigned("lesson-completions")) == (0, 1)
 
     before = metrics.END_TO_END_SECONDS.labels("interactions")._sum.get()
     now = time.time()
-    progress.acked("interactions", [event("p.interactions", 0, n, now - 2.0) for n in range(90)])
+    events = [event("p.interactions", 0, n, now - 2.0) for n in range(90)]
+    for e in events:
+        assert gate.admit(i0, e.message.offset) == gate.ADMIT
+    progress.acked("interactions", events)
     assert metrics.END_TO_END_SECONDS.labels("interactions")._sum.get() - before == \
         pytest.approx(180.0, abs=5.0)
-    progress.update_lag(consumer)
+    progress.update_lag(consumer, gate.next)
     assert lag("interactions") == (100 - 90) + 15
 
-    progress.forget([i0])  # revoked: back to the committed offset (none) until acked again
-    progress.update_lag(consumer)
+    gate.forget([i0])  # revoked: back to the committed offset (none) until processed again
+    progress.update_lag(consumer, gate.next)
     assert lag("interactions") == 100 + 15
     consumer.highwaters = {c0: 7}  # the interaction partitions went to another worker
-    progress.update_lag(consumer)
+    progress.update_lag(consumer, gate.next)
     assert (lag("interactions"), assigned("interactions")) == (0, 0)
     assert (lag("lesson-completions"), assigned("lesson-completions")) == (7, 1)
 
