@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from agents.employee_state import AssignmentState, EmployeeState, StandardState
-from agents.evidence import Bounds, GapRule
+from agents.employee_state import AssignmentState, EffectUnit, EmployeeState
+from agents.gap_rule import GapRule
 from agents.ids import digest, stable_id
 from agents.lesson_policy import lesson_block
 from agents.reward_rules import grant_points, rolling_mean
@@ -24,6 +24,7 @@ from models.events import (
     Interaction,
     LessonAssignment,
     LessonCompletion,
+    LessonEffect,
     OutputRecord,
     PerformanceGap,
 )
@@ -55,7 +56,7 @@ class DecisionEngine:
         self.playbook = playbook
         self.version = playbook.version
         self.scorer = Scorer(playbook)
-        self.gaps = GapRule(playbook.evidence)
+        self.rules = {name: GapRule.for_standard(playbook, name) for name in playbook.standards}
         self.horizon = dedupe_horizon_s
         self._days: dict[int, str] = {}
 
@@ -129,6 +130,7 @@ class DecisionEngine:
             )
         ]
         day = self._day(ev.ended_at)
+        records.extend(self._expire(state, at, base))
         for j in judgements:
             if j.outcome != NOT_APPLICABLE:
                 records.extend(self._update_standard(state, ev, j.standard, j.outcome == PASS,
@@ -141,103 +143,187 @@ class DecisionEngine:
     def _update_standard(self, state: EmployeeState, ev: Interaction, name: str, passed: bool,
                          at: float, day: str, base: dict[str, object]) -> list[OutputRecord]:
         st = state.standard(name)
-        st.push(ev.interaction_id, passed, self.gaps.window)
+        out: list[OutputRecord] = self._measure(state, name, passed, base)
+        rule = self.rules[name]
+        change = rule.observe(st, ev.interaction_id, passed)
+        if change is None:
+            return out
         target = self.playbook.standards[name].target
-        n = len(st.ids)
-        passes = st.passes
-        rate = passes / n
-        # The Wilson bounds straddle the observed rate, so most calls need no bounds at all.
-        if st.gap_id is None and (n < self.gaps.min_sample or rate >= target):
-            return []
-        if st.gap_id is not None and rate < target - self.gaps.close_margin:
-            return []
-        b = self.gaps.bounds(passes, n)
-        if st.gap_id is None and self.gaps.should_open(b, target):
+        evidence = Evidence(**rule.evidence(st, change))
+        GapRule.reset(st, change)
+        if change == "opened":
             st.gap_id = stable_id("gap", ev.employee_id, name, ev.event_id)
             st.gap_opened_at = at
             st.gap_lesson_completed = False
             st.gap_assignments = 0
-            return [self._gap_record(st, st.gap_id, name, "opened", target, b, base,
-                                     f"upper {self.gaps.confidence:.0%} bound of the pass rate "
-                                     f"is below target")]
-        if st.gap_id is not None and self.gaps.should_close(b, target):
-            gap_id, lesson_done = st.gap_id, st.gap_lesson_completed
-            st.gap_id, st.gap_opened_at, st.gap_lesson_completed = None, None, False
-            out: list[OutputRecord] = [
-                self._gap_record(st, gap_id, name, "closed", target, b, base,
-                                 f"lower {self.gaps.confidence:.0%} bound of the pass rate "
-                                 f"reached target - {self.gaps.close_margin:g}")
-            ]
-            rule = self.playbook.rewards.gap_closed_after_lesson
-            if rule is not None and lesson_done:
-                award = self._award(state, "gap_closed_after_lesson", stable_id("award", gap_id),
-                                    rule.points, day, base,
-                                    Evidence(interaction_ids=list(st.ids),
-                                             statistic="wilson_lower_bound", value=b.lower,
-                                             threshold=target - self.gaps.close_margin,
-                                             passes=b.passes, sample=b.sample,
-                                             confidence=self.gaps.confidence,
-                                             detail=f"gap {gap_id} on {name} closed after its "
-                                             f"lesson was completed"))
-                if award is not None:
-                    out.append(award)
+            st.gap_deferred = False
+            std = self.playbook.standards[name]
+            state.effects[st.gap_id] = EffectUnit(name, std.lesson)
+            out.append(PerformanceGap(gap_id=st.gap_id, standard=name, status="opened",
+                                      target=target, evidence=evidence, **base))
             return out
-        return []
+        gap_id, lesson_done = st.gap_id, st.gap_lesson_completed
+        assert gap_id is not None
+        st.gap_id, st.gap_opened_at, st.gap_lesson_completed = None, None, False
+        out.append(PerformanceGap(gap_id=gap_id, standard=name, status="closed", target=target,
+                                  evidence=evidence, **base))
+        # A lesson not done by the time its gap closed is no longer needed.
+        for assignment_id, a in state.assignments.items():
+            if a.open and a.gap_id == gap_id:
+                out.append(self._end_assignment(state, assignment_id, a, "cancelled", at, base,
+                                                f"gap {gap_id} closed before the lesson was "
+                                                f"completed"))
+        reward = self.playbook.rewards.gap_closed_after_lesson
+        if reward is not None and lesson_done:
+            award = self._award(state, "gap_closed_after_lesson", stable_id("award", gap_id),
+                                reward.points, day, base,
+                                evidence.model_copy(update={
+                                    "detail": f"gap {gap_id} on {name} closed after its lesson "
+                                    f"was completed; {evidence.detail}"}))
+            if award is not None:
+                out.append(award)
+        return out
 
-    def _gap_record(self, st: StandardState, gap_id: str, name: str, status: str, target: float,
-                    b: Bounds, base: dict[str, object], detail: str) -> PerformanceGap:
-        opened = status == "opened"
-        return PerformanceGap(
-            gap_id=gap_id,
-            standard=name,
-            status=status,  # type: ignore[arg-type]
-            target=target,
-            evidence=Evidence(
-                interaction_ids=list(st.ids),
-                statistic="wilson_upper_bound" if opened else "wilson_lower_bound",
-                value=round(b.upper if opened else b.lower, 4),
-                threshold=target if opened else round(target - self.gaps.close_margin, 4),
-                passes=b.passes,
-                sample=b.sample,
-                confidence=self.gaps.confidence,
-                detail=f"{detail}; {b.passes}/{b.sample} passed ({b.rate:.0%})",
-            ),
-            **base,  # type: ignore[arg-type]
-        )
+    # ---- lessons ------------------------------------------------------------------------
 
     def _assign_lessons(self, state: EmployeeState, ev: Interaction, at: float,
                         base: dict[str, object]) -> list[OutputRecord]:
+        """Every open gap without a live assignment gets its lesson now, or (once per gap) a
+        record saying why not yet."""
         out: list[OutputRecord] = []
         for name, st in state.standards.items():
-            if st.gap_id is None or lesson_block(state, st, name, at, self.playbook.limits):
+            gap_id = st.gap_id
+            # A gap whose lesson was completed waits for the evidence; one whose lesson
+            # expired gets it again once the limits allow.
+            if gap_id is None or st.gap_lesson_completed or any(
+                    a.open and a.gap_id == gap_id for a in state.assignments.values()):
                 continue
+            block = lesson_block(state, st, at, self.playbook.limits)
             std = self.playbook.standards[name]
+            if block is not None:
+                if not st.gap_deferred:
+                    st.gap_deferred = True
+                    out.append(PerformanceGap(
+                        gap_id=gap_id, standard=name, status="deferred", target=std.target,
+                        reason=block.code,
+                        evidence=Evidence(interaction_ids=[ev.interaction_id],
+                                          statistic="lesson_limits",
+                                          detail=f"lesson {std.lesson} waits: {block.reason}"),
+                        **base))  # type: ignore[arg-type]
+                continue
+            # A live assignment of an older gap on this standard is replaced by this one.
+            for old_id, old in state.assignments.items():
+                if old.open and old.standard == name:
+                    out.append(self._end_assignment(state, old_id, old, "superseded", at, base,
+                                                    f"replaced by the lesson of gap {gap_id}"))
             lesson = self.playbook.lessons[std.lesson]
-            assignment_id = stable_id("assignment", st.gap_id, str(st.gap_assignments))
+            assignment_id = stable_id("assignment", gap_id, str(st.gap_assignments))
             st.gap_assignments += 1
             st.last_assigned_at = at
-            state.assignments[assignment_id] = AssignmentState(name, std.lesson, st.gap_id, at)
-            b = self.gaps.bounds(st.passes, len(st.ids))
+            due = ev.ended_at + timedelta(days=lesson.due_days)
+            state.assignments[assignment_id] = AssignmentState(name, std.lesson, gap_id, at,
+                                                               due_at=due.timestamp())
+            unit = state.effects.get(gap_id)
+            if unit is not None:
+                unit.assignment_id = assignment_id
+            rule = self.rules[name]
             out.append(LessonAssignment(
                 assignment_id=assignment_id,
                 lesson_id=std.lesson,
                 lesson_title=lesson.title,
                 standard=name,
-                gap_id=st.gap_id,
-                due_at=ev.ended_at + timedelta(days=lesson.due_days),
-                evidence=Evidence(
-                    interaction_ids=list(st.ids),
-                    statistic="wilson_upper_bound",
-                    value=round(b.upper, 4),
-                    threshold=std.target,
-                    passes=b.passes,
-                    sample=b.sample,
-                    confidence=self.gaps.confidence,
-                    detail=f"open gap {st.gap_id} on {name}",
-                ),
+                gap_id=gap_id,
+                due_at=due,
+                evidence=Evidence(interaction_ids=[], statistic="open_gap",
+                                  design=rule.design_summary(),
+                                  detail=f"open gap {gap_id} on {name}"),
                 **base,  # type: ignore[arg-type]
             ))
         return out
+
+    def _end_assignment(self, state: EmployeeState, assignment_id: str, a: AssignmentState,
+                        status: str, at: float, base: dict[str, object], why: str,
+                        completion_event_id: str | None = None) -> LessonAssignment:
+        """End a live assignment (frees its slot) and say so on the assignments topic."""
+        a.status, a.ended_at = status, at
+        if status == "completed":
+            a.completed_at = at
+        lesson = self.playbook.lessons.get(a.lesson_id)
+        ended = datetime.fromtimestamp(at, UTC)
+        due = datetime.fromtimestamp(a.due_at if a.due_at is not None else a.assigned_at, UTC)
+        return LessonAssignment(
+            assignment_id=assignment_id, lesson_id=a.lesson_id,
+            lesson_title=lesson.title if lesson is not None else a.lesson_id,
+            standard=a.standard, gap_id=a.gap_id, due_at=due, status=status,  # type: ignore[arg-type]
+            ended_at=ended, completion_event_id=completion_event_id,
+            evidence=Evidence(interaction_ids=[], statistic="lesson_status", detail=why),
+            **base)  # type: ignore[arg-type]
+
+    def _expire(self, state: EmployeeState, at: float,
+                base: dict[str, object]) -> list[OutputRecord]:
+        """Assignments still open a grace period after their due time expire (event time)."""
+        out: list[OutputRecord] = []
+        for assignment_id, a in state.assignments.items():
+            expires = self._expires_at(a)
+            if a.open and expires is not None and at > expires:
+                out.append(self._end_assignment(
+                    state, assignment_id, a, "expired", at, base,
+                    f"not completed within {self.playbook.limits.lesson_grace_days:g} days "
+                    f"after it was due"))
+        return out
+
+    def _expires_at(self, a: AssignmentState) -> float | None:
+        if a.due_at is None:
+            return None
+        return a.due_at + self.playbook.limits.lesson_grace_days * _DAY_S
+
+    # ---- lesson effect measurements ----------------------------------------------------
+
+    def _measure(self, state: EmployeeState, name: str, passed: bool,
+                 base: dict[str, object]) -> list[OutputRecord]:
+        """Feed one outcome of `name` to its gaps' effect measurements."""
+        if not state.effects:
+            return []
+        w = self.playbook.evidence.effect_window
+        flag = "1" if passed else "0"
+        out: list[OutputRecord] = []
+        done: list[str] = []
+        for gap_id, u in state.effects.items():
+            if u.standard != name:
+                continue
+            if u.after is not None:  # the lesson was completed: collecting "after"
+                u.after += flag
+                if len(u.after) >= w:
+                    out.append(self._effect(gap_id, u, "lesson", u.before or "", u.after, base))
+                    done.append(gap_id)
+                continue
+            u.seen += 1
+            u.pre = (u.pre + flag)[-2 * w:]
+            if not u.comparison_done and u.seen == 2 * w:
+                u.comparison_done = True
+                out.append(self._effect(gap_id, u, "comparison", u.pre[:w], u.pre[w:], base))
+            if u.comparison_done and not self._may_complete(state, gap_id, u):
+                done.append(gap_id)
+        for gap_id in done:
+            del state.effects[gap_id]
+        return out
+
+    @staticmethod
+    def _may_complete(state: EmployeeState, gap_id: str, u: EffectUnit) -> bool:
+        """Whether the gap can still get a completed lesson: open, or its assignment live."""
+        a = state.assignments.get(u.assignment_id) if u.assignment_id else None
+        if a is not None and a.open:
+            return True
+        return any(st.gap_id == gap_id for st in state.standards.values())
+
+    def _effect(self, gap_id: str, u: EffectUnit, group: str, before: str, after: str,
+                base: dict[str, object]) -> LessonEffect:
+        return LessonEffect(
+            effect_id=stable_id("effect", gap_id, group), gap_id=gap_id,
+            assignment_id=u.assignment_id, lesson_id=u.lesson_id, standard=u.standard,
+            group=group, window=self.playbook.evidence.effect_window,  # type: ignore[arg-type]
+            before_passes=before.count("1"), before_n=len(before),
+            after_passes=after.count("1"), after_n=len(after), **base)  # type: ignore[arg-type]
 
     def _interaction_rewards(self, state: EmployeeState, ev: Interaction, score: float | None,
                              day: str, base: dict[str, object]) -> list[OutputRecord]:
@@ -297,27 +383,42 @@ class DecisionEngine:
             return refused
         a = state.assignments.get(ev.assignment_id)
         if a is None:
-            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} is not an "
-                            f"assignment of employee {ev.employee_id}")
-        if a.completed_at is not None:
-            done = datetime.fromtimestamp(a.completed_at, UTC).isoformat()
-            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} was already "
-                            f"completed at {done}")
+            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} "
+                            f"is not an assignment of employee {ev.employee_id}")
         if ev.lesson_id is not None and ev.lesson_id != a.lesson_id:
-            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} is for lesson "
-                            f"{a.lesson_id}, not {ev.lesson_id}")
-        a.completed_at = at
+            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} "
+                            f"is for lesson {a.lesson_id}, not {ev.lesson_id}")
+        base: dict[str, object] = {"employee_id": ev.employee_id, "team_id": state.team_id,
+                                   "playbook_version": self.version, "at": ev.completed_at}
+        if not a.open:
+            ended = datetime.fromtimestamp(a.ended_at or a.assigned_at, UTC).isoformat()
+            return Decision("rejected", code="rejected", reason=f"assignment "
+                            f"{ev.assignment_id} already ended as {a.status} at {ended}")
+        expires = self._expires_at(a)
+        if expires is not None and at > expires:
+            # The expiry itself is published with the employee's next interaction.
+            return Decision("rejected", code="rejected", reason=f"assignment "
+                            f"{ev.assignment_id} expired at "
+                            f"{datetime.fromtimestamp(expires, UTC).isoformat()}")
+        records: list[OutputRecord] = [self._end_assignment(
+            state, ev.assignment_id, a, "completed", at, base, f"completion {ev.event_id}",
+            ev.event_id)]
         st = state.standard(a.standard)
         if st.gap_id == a.gap_id:
             st.gap_lesson_completed = True
+        unit = state.effects.get(a.gap_id)
+        if unit is not None and unit.after is None:
+            unit.assignment_id = ev.assignment_id
+            unit.before = unit.pre[-self.playbook.evidence.effect_window:]
+            unit.after = ""
         self._remember(state, event_key, at)
         self._forget_old_assignments(state, at)
-        return Decision("processed")
+        return Decision("processed", records)
 
     @staticmethod
     def _forget_old_assignments(state: EmployeeState, now: float) -> None:
         floor = now - _COMPLETED_ASSIGNMENT_KEPT_S
         stale = [k for k, a in state.assignments.items()
-                 if a.completed_at is not None and a.completed_at < floor]
+                 if a.ended_at is not None and a.ended_at < floor]
         for k in stale:
             del state.assignments[k]

@@ -65,41 +65,37 @@ class SeenIds:
 
 @dataclass(slots=True)
 class StandardState:
-    # Rolling window over the last applicable interactions: their ids and, in step, one
-    # character per outcome ("1" passed, "0" failed); kept this way because it is written
-    # to the changelog on every change and a list of ids plus one string encode fast.
+    # The sequential tests (agents/gap_rule.py): `s` the opening statistic (None until the
+    # first outcome, which starts it at its head start), `c` the closing statistic while a gap
+    # is open. The evidence run: the last interaction ids since the active statistic last stood
+    # at zero and, in step, one character per outcome ("1" passed, "0" failed), plus the run's
+    # full length and passes. Kept as a list and a string: they encode fast.
+    s: int | None = None
+    c: int = 0
     ids: list[str] = field(default_factory=list)
     flags: str = ""
+    run_n: int = 0
+    run_passes: int = 0
     gap_id: str | None = None
     gap_opened_at: float | None = None
     gap_lesson_completed: bool = False
     gap_assignments: int = 0
+    gap_deferred: bool = False  # a record said why this gap's lesson waits
     last_assigned_at: float | None = None
-
-    def push(self, interaction_id: str, passed: bool, size: int) -> None:
-        """Add an outcome, keeping the last `size`."""
-        self.ids.append(interaction_id)
-        self.flags += "1" if passed else "0"
-        if len(self.ids) > size:
-            del self.ids[:-size]
-            self.flags = self.flags[-size:]
-
-    @property
-    def passes(self) -> int:
-        return self.flags.count("1")
-
-    @property
-    def window(self) -> list[tuple[str, bool]]:
-        return [(i, f == "1") for i, f in zip(self.ids, self.flags, strict=True)]
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "s": self.s,
+            "c": self.c,
             "wi": self.ids,
             "wp": self.flags,
+            "rn": self.run_n,
+            "rp": self.run_passes,
             "g": self.gap_id,
             "go": self.gap_opened_at,
             "gl": self.gap_lesson_completed,
             "ga": self.gap_assignments,
+            "gd": self.gap_deferred,
             "la": self.last_assigned_at,
         }
 
@@ -107,15 +103,46 @@ class StandardState:
     def from_dict(cls, d: dict[str, Any]) -> StandardState:
         if len(d["wi"]) != len(d["wp"]):
             raise ValueError("window ids and outcomes differ in length")
+        # States written before the sequential tests have no statistics: they start afresh.
         return cls(
+            s=d.get("s"),
+            c=d.get("c", 0),
             ids=list(d["wi"]),
             flags=d["wp"],
+            run_n=d.get("rn", len(d["wi"])),
+            run_passes=d.get("rp", d["wp"].count("1")),
             gap_id=d["g"],
             gap_opened_at=d["go"],
             gap_lesson_completed=d["gl"],
             gap_assignments=d["ga"],
+            gap_deferred=d.get("gd", False),
             last_assigned_at=d["la"],
         )
+
+
+@dataclass(slots=True)
+class EffectUnit:
+    """A gap whose standard is being measured for its lesson's effect: the outcomes since the
+    gap opened (`pre`, the last 2 x window), then, once its lesson is completed, the window
+    before completion (`before`) and the outcomes after it (`after`)."""
+
+    standard: str
+    lesson_id: str
+    pre: str = ""
+    seen: int = 0  # applicable outcomes since the gap opened
+    assignment_id: str | None = None
+    before: str | None = None
+    after: str | None = None
+    comparison_done: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"s": self.standard, "l": self.lesson_id, "p": self.pre, "n": self.seen,
+                "a": self.assignment_id, "b": self.before, "f": self.after,
+                "cd": self.comparison_done}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EffectUnit:
+        return cls(d["s"], d["l"], d["p"], d["n"], d["a"], d["b"], d["f"], d["cd"])
 
 
 @dataclass(slots=True)
@@ -125,6 +152,13 @@ class AssignmentState:
     gap_id: str
     assigned_at: float
     completed_at: float | None = None
+    due_at: float | None = None
+    status: str = "assigned"  # assigned | completed | expired | superseded | cancelled
+    ended_at: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.status == "assigned"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,11 +167,16 @@ class AssignmentState:
             "g": self.gap_id,
             "a": self.assigned_at,
             "c": self.completed_at,
+            "d": self.due_at,
+            "st": self.status,
+            "e": self.ended_at,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AssignmentState:
-        return cls(d["s"], d["l"], d["g"], d["a"], d["c"])
+        status = d.get("st", "assigned" if d["c"] is None else "completed")
+        return cls(d["s"], d["l"], d["g"], d["a"], d["c"], d.get("d"), status,
+                   d.get("e", d["c"]))
 
 
 @dataclass(slots=True)
@@ -150,6 +189,7 @@ class EmployeeState:
     pruned_at: float = 0.0
     standards: dict[str, StandardState] = field(default_factory=dict)
     assignments: dict[str, AssignmentState] = field(default_factory=dict)
+    effects: dict[str, EffectUnit] = field(default_factory=dict)  # by gap id
     scores: list[float] = field(default_factory=list)
     # days (playbook time zone) already awarded sustained excellence, kept as long as points
     excellence_days: list[str] = field(default_factory=list)
@@ -167,7 +207,7 @@ class EmployeeState:
         self.excellence_days = [d for d in self.excellence_days if d >= day]
 
     def open_assignments(self) -> int:
-        return sum(1 for a in self.assignments.values() if a.completed_at is None)
+        return sum(1 for a in self.assignments.values() if a.open)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +218,7 @@ class EmployeeState:
             "p": self.pruned_at,
             "std": {k: v.to_dict() for k, v in self.standards.items()},
             "asg": {k: v.to_dict() for k, v in self.assignments.items()},
+            "fx": {k: v.to_dict() for k, v in self.effects.items()},
             "sc": self.scores,
             "xd": self.excellence_days,
             "pts": self.points,
@@ -201,6 +242,7 @@ class EmployeeState:
             pruned_at=d["p"],
             standards={k: StandardState.from_dict(v) for k, v in d["std"].items()},
             assignments={k: AssignmentState.from_dict(v) for k, v in d["asg"].items()},
+            effects={k: EffectUnit.from_dict(v) for k, v in d.get("fx", {}).items()},
             scores=list(d["sc"]),
             excellence_days=list(d["xd"]),
             points=dict(d["pts"]),

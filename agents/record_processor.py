@@ -24,6 +24,7 @@ from models.events import (
     Interaction,
     LessonAssignment,
     LessonCompletion,
+    LessonEffect,
     OutputRecord,
     PerformanceGap,
 )
@@ -103,6 +104,7 @@ _OUTPUT_TOPIC: dict[type, str] = {
     PerformanceGap: "performance-gaps",
     LessonAssignment: "lesson-assignments",
     BonusAward: "bonus-awards",
+    LessonEffect: "lesson-effects",
 }
 
 

@@ -103,21 +103,31 @@ class Evidence(BaseModel):
     passes: int | None = None
     sample: int | None = None
     confidence: float | None = None
+    # what the statistic's thresholds were designed for (test, error rates, horizon)
+    design: dict[str, float | int | str | None] | None = None
     detail: str = ""
 
 
 class PerformanceGap(_Outbound):
-    """A gap on (employee, standard) opened or closed. (gap_id, status) is unique."""
+    """A gap on (employee, standard) opened, its lesson deferred (why not yet), or closed.
+    (gap_id, status) is unique."""
 
     gap_id: str
     standard: str
-    status: Literal["opened", "closed"]
+    status: Literal["opened", "deferred", "closed"]
     target: float
     evidence: Evidence
+    reason: str | None = Field(None, description="deferred: why the lesson waits "
+                               "(max_open_lessons, cooldown)")
+
+
+AssignmentStatus = Literal["assigned", "completed", "expired", "superseded", "cancelled"]
+ENDED_STATUSES = ("completed", "expired", "superseded", "cancelled")
 
 
 class LessonAssignment(_Outbound):
-    """A micro-lesson assigned to an employee because of a gap."""
+    """A micro-lesson assigned to an employee because of a gap (status `assigned`), and how
+    the assignment ended: each status is a record with the same assignment_id."""
 
     assignment_id: str
     lesson_id: str
@@ -126,6 +136,28 @@ class LessonAssignment(_Outbound):
     gap_id: str
     due_at: datetime
     evidence: Evidence
+    status: AssignmentStatus = "assigned"
+    ended_at: datetime | None = Field(None, description="when it ended (event time)")
+    completion_event_id: str | None = None
+
+
+class LessonEffect(_Outbound):
+    """One measurement of a gap's standard before and after a point: after its lesson was
+    completed (group `lesson`), or in the same span after the gap opened with no completed
+    lesson (group `comparison`). The difference in differences of the two groups per lesson
+    is the lesson's effect."""
+
+    effect_id: str
+    gap_id: str
+    assignment_id: str | None
+    lesson_id: str
+    standard: str
+    group: Literal["lesson", "comparison"]
+    window: int
+    before_passes: int
+    before_n: int
+    after_passes: int
+    after_n: int
 
 
 class BonusAward(_Outbound):
@@ -139,7 +171,7 @@ class BonusAward(_Outbound):
     evidence: Evidence
 
 
-OutputRecord = ExecutionScore | PerformanceGap | LessonAssignment | BonusAward
+OutputRecord = ExecutionScore | PerformanceGap | LessonAssignment | BonusAward | LessonEffect
 
 
 def record_id(record: OutputRecord) -> str:
@@ -149,7 +181,11 @@ def record_id(record: OutputRecord) -> str:
     if isinstance(record, PerformanceGap):
         return f"{record.gap_id}:{record.status}"
     if isinstance(record, LessonAssignment):
-        return record.assignment_id
+        if record.status == "assigned":
+            return record.assignment_id
+        return f"{record.assignment_id}:{record.status}"
+    if isinstance(record, LessonEffect):
+        return record.effect_id
     return record.award_id
 
 
@@ -162,5 +198,6 @@ def json_schemas() -> dict[str, dict[str, Any]]:
         PerformanceGap,
         LessonAssignment,
         BonusAward,
+        LessonEffect,
     ]
     return {m.__name__: m.model_json_schema() for m in models}

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import tzinfo
 from importlib import resources
 from pathlib import Path
-from statistics import NormalDist
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,6 +63,8 @@ class Standard(_Strict):
     weight: Annotated[float, Field(gt=0)] = 1.0
     lesson: str
     channels: list[Literal["voice", "chat", "email", "messaging"]] | None = None
+    shortfall: Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None, description="overrides evidence.shortfall for this standard")
 
 
 class Lesson(_Strict):
@@ -73,19 +74,36 @@ class Lesson(_Strict):
     due_days: Annotated[int, Field(gt=0, le=90)] = 7
 
 
+_RETIRED_EVIDENCE_KEYS = ("window", "min_sample", "confidence", "close_margin")
+
+
 class EvidencePolicy(_Strict):
-    """How convincing the evidence must be before a gap opens, and how it closes."""
+    """How convincing the evidence must be before a gap opens and when it closes, in a
+    manager's terms; the sequential tests' thresholds are derived from these."""
 
-    window: Annotated[int, Field(ge=5, le=500)] = 20
-    min_sample: Annotated[int, Field(ge=3, le=500)] = 10
-    confidence: Probability = 0.95
-    close_margin: Annotated[float, Field(ge=0, lt=1)] = 0.15
+    shortfall: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.15, description="how far below target a pass rate must be to be worth a lesson")
+    false_gap_rate: Annotated[float, Field(ge=0.001, le=0.2)] = Field(
+        0.045, description="share of employees exactly at target who may get a (false) gap "
+        "per `per_interactions` applicable interactions")
+    false_close_rate: Annotated[float, Field(ge=0.001, le=0.2)] = Field(
+        0.02, description="share of employees truly `shortfall` below target whose open gap "
+        "may (falsely) close per `per_interactions` applicable interactions")
+    per_interactions: Annotated[int, Field(ge=20, le=1000)] = 200
+    effect_window: Annotated[int, Field(ge=5, le=200)] = Field(
+        20, description="applicable interactions before and after a lesson that measure it")
 
-    @model_validator(mode="after")
-    def _sample_fits_window(self) -> EvidencePolicy:
-        if self.min_sample > self.window:
-            raise ValueError(f"min_sample ({self.min_sample}) exceeds window ({self.window})")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _no_rolling_window(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in _RETIRED_EVIDENCE_KEYS:
+                if key in data:
+                    raise _FieldError((key,), (
+                        "the rolling-window gap rule was replaced by a sequential test: remove "
+                        "evidence.window, min_sample, confidence and close_margin, and set "
+                        "evidence.shortfall and evidence.false_gap_rate instead"))
+        return data
 
 
 class SustainedExcellence(_Strict):
@@ -116,6 +134,8 @@ class Limits(_Strict):
 
     max_open_lessons: Annotated[int, Field(ge=1, le=50)] = 2
     lesson_cooldown_hours: Annotated[float, Field(ge=0)] = 72.0
+    lesson_grace_days: Annotated[float, Field(ge=0, le=90)] = Field(
+        3.0, description="an assignment not completed this long after its due time expires")
     daily_points_cap: Annotated[int, Field(gt=0)] = 150
 
 
@@ -141,6 +161,12 @@ class Playbook(_Strict):
     @model_validator(mode="after")
     def _lessons_exist(self) -> Playbook:
         for name, standard in self.standards.items():
+            shortfall = standard.shortfall or self.evidence.shortfall
+            if standard.target - shortfall < 0.01:
+                raise _FieldError(
+                    ("standards", name, "target"),
+                    f"target {standard.target:g} minus the shortfall {shortfall:g} leaves no "
+                    f"pass rate to detect; lower the shortfall or raise the target")
             if standard.lesson not in self.lessons:
                 raise _FieldError(
                     ("standards", name, "lesson"),
@@ -163,11 +189,6 @@ class _FieldError(ValueError):
 
 class PlaybookError(ValueError):
     """A playbook that cannot be used; the message names file, line, field and reason."""
-
-
-def one_sided_z(confidence: float) -> float:
-    """Normal quantile for a one-sided bound at `confidence` (1.645 for 0.95)."""
-    return NormalDist().inv_cdf(confidence)
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

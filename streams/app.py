@@ -35,7 +35,7 @@ def observe(source: Source, result: Result, seconds: float) -> None:
     for record in result.records:
         if isinstance(record, PerformanceGap):
             metrics.GAPS.labels(record.status, record.standard).inc()
-        elif isinstance(record, LessonAssignment):
+        elif isinstance(record, LessonAssignment) and record.status == "assigned":
             metrics.LESSONS_ASSIGNED.labels(record.standard).inc()
         elif isinstance(record, BonusAward):
             metrics.AWARDS.labels(record.rule).inc()

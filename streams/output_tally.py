@@ -19,6 +19,7 @@ _ID_FIELD = {
     topics.EXECUTION_SCORES: "event_id",
     topics.LESSON_ASSIGNMENTS: "assignment_id",
     topics.BONUS_AWARDS: "award_id",
+    topics.LESSON_EFFECTS: "effect_id",
 }
 
 
@@ -26,7 +27,8 @@ _ID_FIELD = {
 class Tally:
     records: Counter[str] = field(default_factory=Counter)  # contract topic -> records seen
     ids: dict[str, Counter[str]] = field(default_factory=dict)  # topic -> id -> times seen
-    gaps: Counter[str] = field(default_factory=Counter)  # opened / closed
+    gaps: Counter[str] = field(default_factory=Counter)  # opened / deferred / closed
+    assignments: Counter[str] = field(default_factory=Counter)  # by status
     points: int = 0
     awards_by_rule: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)  # error type -> count
@@ -39,6 +41,13 @@ class Tally:
     def repeated(self, topic: str) -> list[str]:
         """Ids seen more than once on a topic."""
         return [k for k, n in self.ids.get(topic, Counter()).items() if n > 1]
+
+
+def record_key(assignment: dict[str, Any]) -> str:
+    """The id a lesson-assignments record is deduplicated by (see models.events.record_id)."""
+    status = assignment.get("status", "assigned")
+    return assignment["assignment_id"] if status == "assigned" else \
+        f"{assignment['assignment_id']}:{status}"
 
 
 class OutputTally:
@@ -65,7 +74,8 @@ class OutputTally:
         with self._lock:
             return Tally(Counter(self.tally.records),
                          {k: Counter(v) for k, v in self.tally.ids.items()},
-                         Counter(self.tally.gaps), self.tally.points,
+                         Counter(self.tally.gaps), Counter(self.tally.assignments),
+                         self.tally.points,
                          Counter(self.tally.awards_by_rule), Counter(self.tally.dead_letters),
                          list(self.tally.dead_letter_values),
                          {k: list(v) for k, v in self.tally.values.items()})
@@ -101,6 +111,9 @@ class OutputTally:
         if topic == topics.PERFORMANCE_GAPS:
             t.gaps[record["status"]] += 1
             key = f"{record['gap_id']}:{record['status']}"
+        elif topic == topics.LESSON_ASSIGNMENTS:
+            t.assignments[record.get("status", "assigned")] += 1
+            key = record_key(record)
         else:
             key = record[_ID_FIELD[topic]]
         t.ids.setdefault(topic, Counter())[key] += 1

@@ -49,6 +49,8 @@ class Settings(BaseModel):
     topic_lesson_assignments: str = Field("lesson-assignments", min_length=1,
                                           description="output topic")
     topic_bonus_awards: str = Field("bonus-awards", min_length=1, description="output topic")
+    topic_lesson_effects: str = Field("lesson-effects", min_length=1,
+                                      description="output topic")
     topic_dead_letters: str = Field("dead-letters", min_length=1, description="output topic")
 
     @field_validator("broker")

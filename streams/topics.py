@@ -6,6 +6,7 @@ from models.events import (
     BonusAward,
     ExecutionScore,
     LessonAssignment,
+    LessonEffect,
     OutputRecord,
     PerformanceGap,
 )
@@ -16,10 +17,12 @@ EXECUTION_SCORES = "execution-scores"
 PERFORMANCE_GAPS = "performance-gaps"
 LESSON_ASSIGNMENTS = "lesson-assignments"
 BONUS_AWARDS = "bonus-awards"
+LESSON_EFFECTS = "lesson-effects"
 DEAD_LETTERS = "dead-letters"
 
 INPUTS = (INTERACTIONS, LESSON_COMPLETIONS)
-OUTPUTS = (EXECUTION_SCORES, PERFORMANCE_GAPS, LESSON_ASSIGNMENTS, BONUS_AWARDS, DEAD_LETTERS)
+OUTPUTS = (EXECUTION_SCORES, PERFORMANCE_GAPS, LESSON_ASSIGNMENTS, BONUS_AWARDS, LESSON_EFFECTS,
+           DEAD_LETTERS)
 ALL = INPUTS + OUTPUTS
 
 _TOPIC_OF: dict[type, str] = {
@@ -27,6 +30,7 @@ _TOPIC_OF: dict[type, str] = {
     PerformanceGap: PERFORMANCE_GAPS,
     LessonAssignment: LESSON_ASSIGNMENTS,
     BonusAward: BONUS_AWARDS,
+    LessonEffect: LESSON_EFFECTS,
 }
 
 

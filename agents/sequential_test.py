@@ -1,0 +1,153 @@
+"""Gap evidence built for a pass rate that is looked at after every interaction: a pair of
+Bernoulli CUSUM tests (Page 1954; Reynolds & Stoumbos 1999) on integer log-likelihood-ratio
+steps, with thresholds derived exactly (a Markov chain over the integer statistic) from
+error rates given in a manager's terms.
+
+The opening test accumulates evidence that the pass rate has fallen from the target to
+target - shortfall; it forgets evidence to the contrary (it never goes below 0), so it also
+catches an employee who was fine and then slipped. Once a gap is open, the closing test
+accumulates evidence of the opposite direction, so a gap neither lingers nor flaps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+# The larger of the two log-likelihood-ratio steps of a test, in integer units: fine enough
+# that rounding moves the steps by a few per cent at most, coarse enough that the exact
+# false-alarm computation over a few hundred states stays cheap.
+STEP_UNITS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class OneSidedCusum:
+    """S <- max(0, S + up) on an outcome that points away from the null, S + down otherwise;
+    an alarm when S >= threshold. Steps and threshold are integers (units of 1/scale)."""
+
+    up: int
+    down: int
+    threshold: int
+    scale: float
+    # exact probability of an alarm within `horizon` looks from `start`, at the null
+    false_alarm: float
+    horizon: int
+    start: int = 0
+
+    def step(self, s: int, towards_alarm: bool) -> int:
+        t = s + (self.up if towards_alarm else self.down)
+        return t if t > 0 else 0
+
+    def llr(self, s: int) -> float:
+        """The statistic in natural log-likelihood-ratio units."""
+        return round(s / self.scale, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class GapDesign:
+    """Both tests for one (target, shortfall) and what they were designed and computed for."""
+
+    target: float
+    alternative: float  # target - shortfall: the pass rate the opening test looks for
+    opening: OneSidedCusum  # H0 rate = target, alarm = rate has fallen to `alternative`
+    closing: OneSidedCusum  # H0 rate = alternative, alarm = rate is back at target
+    false_gap_budget: float
+    false_close_budget: float
+    # at rate = alternative: chance of a gap within `horizon` looks and its median delay
+    power: float
+    median_delay: int | None
+
+    def describe(self) -> str:
+        delay = f"{self.median_delay}" if self.median_delay is not None else f"> {self.opening.horizon}"
+        return (f"Bernoulli CUSUM, target {self.target:g} vs {self.alternative:g}: false gaps "
+                f"{self.opening.false_alarm:.1%} of employees at target per {self.opening.horizon}"
+                f" interactions (budget {self.false_gap_budget:.1%}); at {self.alternative:g} a "
+                f"gap within {self.opening.horizon} in {self.power:.1%}, median after {delay}")
+
+
+def _steps(p_null: float, p_alt: float) -> tuple[int, int, float]:
+    """Integer steps (towards alarm, away from alarm) of the log-likelihood ratio of a fail
+    under p_alt vs p_null, and the scale (integer units per natural log unit)."""
+    fail = math.log((1 - p_alt) / (1 - p_null))
+    passed = math.log(p_alt / p_null)
+    if fail > 0:  # the alternative is a lower pass rate: fails point to the alarm
+        toward, away = fail, passed
+    else:  # the alternative is a higher pass rate: passes point to the alarm
+        toward, away = passed, fail
+    scale = STEP_UNITS / max(abs(toward), abs(away))
+    return round(toward * scale), min(-1, round(away * scale)), scale
+
+
+def run_length_cdf(up: int, down: int, threshold: int, p_up: float, looks: int,
+                   start: int = 0) -> list[float]:
+    """P(alarm at or before look n), n = 1..looks, for the integer CUSUM whose statistic
+    moves by `up` with probability `p_up` and by `down` otherwise, floored at 0."""
+    probs = [0.0] * threshold
+    probs[start] = 1.0
+    alarmed = 0.0
+    cdf: list[float] = []
+    q = 1.0 - p_up
+    for _ in range(looks):
+        new = [0.0] * threshold
+        for s, pr in enumerate(probs):
+            if pr < 1e-15:
+                continue
+            t = s + up
+            if t >= threshold:
+                alarmed += pr * p_up
+            else:
+                new[t] += pr * p_up
+            t = s + down
+            new[t if t > 0 else 0] += pr * q
+        probs = new
+        cdf.append(alarmed)
+    return cdf
+
+
+def _calibrate(p_null: float, p_alt: float, budget: float, horizon: int,
+               head_start: float = 0.0) -> OneSidedCusum:
+    """The smallest threshold whose exact false-alarm probability within `horizon` looks,
+    from the head start (a share of the threshold) at the null rate, is within `budget`."""
+    up, down, scale = _steps(p_null, p_alt)
+    p_up = (1 - p_null) if p_alt < p_null else p_null
+
+    def false_alarm(h: int) -> float:
+        return run_length_cdf(up, down, h, p_up, horizon, start=int(h * head_start))[-1]
+
+    lo, hi = up, up * 2
+    while false_alarm(hi) > budget:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:  # false_alarm(lo) > budget >= false_alarm(hi)
+        mid = (lo + hi) // 2
+        if false_alarm(mid) > budget:
+            lo = mid
+        else:
+            hi = mid
+    return OneSidedCusum(up, down, hi, scale, false_alarm(hi), horizon, int(hi * head_start))
+
+
+# A new (employee, standard) starts the opening test half-way to its threshold (Lucas &
+# Crosier's fast initial response): with no history there is nothing to vouch for the
+# employee, so a real shortfall is caught within a few dozen interactions. The threshold is
+# calibrated with the head start included, so the false-gap budget still holds.
+HEAD_START = 0.5
+
+
+@lru_cache(maxsize=256)
+def design_gap_tests(target: float, shortfall: float, false_gap_rate: float,
+                     false_close_rate: float, horizon: int) -> GapDesign:
+    """Derive both tests from the manager's terms: the shortfall that matters, the share of
+    employees exactly at target allowed a (false) gap per `horizon` applicable interactions,
+    and the share of employees truly `shortfall` below target allowed a (false) close per
+    `horizon` interactions of an open gap."""
+    alternative = round(target - shortfall, 6)
+    if not 0 < alternative < target < 1:
+        raise ValueError(f"target {target:g} - shortfall {shortfall:g} must stay above 0")
+    opening = _calibrate(target, alternative, false_gap_rate, horizon, HEAD_START)
+    closing = _calibrate(alternative, target, false_close_rate, horizon)
+    cdf = run_length_cdf(opening.up, opening.down, opening.threshold, 1 - alternative, horizon,
+                         start=opening.start)
+    median = next((n + 1 for n, c in enumerate(cdf) if c >= 0.5), None)
+    return GapDesign(target, alternative, opening, closing, false_gap_rate, false_close_rate,
+                     power=cdf[-1], median_delay=median)
