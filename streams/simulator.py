@@ -3,6 +3,7 @@ plays the learning system, and a runner that produces it to Kafka."""
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 import logging
@@ -11,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -41,6 +42,15 @@ _REQUIRED_FIELDS = ("event_id", "interaction_id", "employee_id", "team_id", "cha
                     "started_at", "ended_at", "wait_s", "talk_s", "hold_s", "wrap_s", "transfers")
 # nps a customer gives, by the csat they gave (index csat - 1): inclusive ranges
 _NPS_BY_CSAT = ((0, 3), (2, 5), (5, 7), (7, 9), (9, 10))
+# How a contact goes besides the employee's traits; standard_pass_rates derives the true pass
+# rates of the standards from these, so _interaction must use them and nothing else.
+_HOLD_LIMIT_S = 60  # a hold longer than this fails the hold_time standard
+_TRANSFERRED = 0.12  # share of contacts transferred (0.02 of all contacts twice)
+_TRANSFERRED_RESOLVES = 0.7  # a transferred customer was often bounced around unsolved
+_OUTCOME_UNKNOWN = 0.10  # share of contacts whose resolution is not known
+_QA_ITEM_MISSING = 0.05  # share of contacts where one QA item (any) did not apply
+_LONG_HOLD_QUALITY = 0.8  # how much a long hold spoils the contact for the customer
+_UNRESOLVED_QUALITY = 0.7  # ... and an unresolved request
 _to_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -120,6 +130,37 @@ _CHANNELS = (
 )
 
 
+def standard_pass_rates(p: Mapping[str, float]) -> dict[str, float]:
+    """The true probability that each standard of the default playbook passes in one of an
+    employee's interactions where it applies, given the employee's trait probabilities `p`.
+
+    Exact expressions of how _interaction makes a contact, no estimate: a QA item passes with
+    its trait probability; hold_time too (a failed hold is always over the limit, a kept one
+    never). A request is resolved with p[first_contact_resolution], less often when the contact
+    was transferred. A surveyed customer gives 4 or 5 with p[customer_satisfaction] * quality²,
+    where quality = (QA items passed / items) * 0.8 if the hold was long * 0.7 if unresolved;
+    the three factors are independent, so E[quality²] is the product of their E[x²]."""
+    rates = {item: p[item] for item in QA_ITEMS}
+    rates[HOLD_TIME] = p[HOLD_TIME]
+    fcr = p[FIRST_CONTACT_RESOLUTION] * (1.0 - _TRANSFERRED * (1.0 - _TRANSFERRED_RESOLVES))
+    rates[FIRST_CONTACT_RESOLUTION] = fcr
+
+    def mean_share_squared(items: tuple[str, ...]) -> float:
+        # E[(S/n)²] of S passes of n independent items: (Var S + (E S)²) / n²
+        mean = sum(p[i] for i in items)
+        variance = sum(p[i] * (1.0 - p[i]) for i in items)
+        return (variance + mean * mean) / (len(items) * len(items))
+
+    qa = ((1.0 - _QA_ITEM_MISSING) * mean_share_squared(QA_ITEMS)
+          + _QA_ITEM_MISSING * sum(mean_share_squared(tuple(i for i in QA_ITEMS if i != gone))
+                                   for gone in QA_ITEMS) / len(QA_ITEMS))
+    held = sum(c.share for c in _CHANNELS if c.has_hold)
+    hold = 1.0 - held * (1.0 - p[HOLD_TIME]) * (1.0 - _LONG_HOLD_QUALITY ** 2)
+    outcome = 1.0 - (1.0 - _OUTCOME_UNKNOWN) * (1.0 - fcr) * (1.0 - _UNRESOLVED_QUALITY ** 2)
+    rates[CUSTOMER_SATISFACTION] = p[CUSTOMER_SATISFACTION] * qa * hold * outcome
+    return rates
+
+
 @dataclass
 class _Employee:
     employee_id: str
@@ -128,6 +169,21 @@ class _Employee:
     p: dict[str, float]
     last_end_ms: int = -1
     last_wrap_ms: int = 0
+    # trait -> (event ms since start, p) whenever p changed: p holds for the interactions
+    # ending after that time. Starts with the initial p at -inf.
+    history: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.history = {trait: [(-math.inf, p)] for trait, p in self.p.items()}
+
+    def p_at(self, ms: float | None) -> dict[str, float]:
+        """The trait probabilities an interaction ending `ms` after the start was made with
+        (None: the latest)."""
+        if ms is None:
+            return dict(self.p)
+        # a change recorded at t applies to interactions ending strictly after t
+        return {trait: changes[bisect.bisect_left(changes, (ms, -math.inf)) - 1][1]
+                for trait, changes in self.history.items()}
 
 
 @dataclass(frozen=True)
@@ -204,6 +260,20 @@ class Simulator:
             return [EmployeeProfile(e.employee_id, e.team_id, dict(e.p),
                                     tuple(t for t in TRAITS if e.p[t] < WEAK_BELOW))
                     for e in self._employees]
+
+    def true_rates(self, employee_id: str, at: datetime | None = None) -> dict[str, float]:
+        """The true pass rate of every standard (see standard_pass_rates) for the employee's
+        interactions ending at event time `at` (default: from now on), lessons completed by then
+        included. Raises KeyError for an unknown employee."""
+        ms = None if at is None else (at - self.config.start) / timedelta(milliseconds=1)
+        with self._lock:
+            p = self._by_id[employee_id].p_at(ms)
+        return standard_pass_rates(p)
+
+    def true_rate(self, employee_id: str, standard: str, at: datetime | None = None) -> float:
+        """The probability that `standard` passes in an interaction of the employee ending at
+        event time `at`, where it applies. Raises KeyError for an unknown employee or standard."""
+        return self.true_rates(employee_id, at)[standard]
 
     def now(self) -> datetime:
         """The simulated clock: the event time (ended_at) of the latest generated interaction."""
@@ -298,7 +368,7 @@ class Simulator:
         if channel.has_hold:
             hold_ok = random_() < p[HOLD_TIME]
             if not hold_ok:
-                hold_ds = int(10 * rng.uniform(61, 180))
+                hold_ds = int(10 * rng.uniform(_HOLD_LIMIT_S + 1, 180))
             elif random_() < 0.5:
                 hold_ds = int(10 * rng.uniform(3, 45))
         # Work starts inside the shift, and a phone agent takes one call at a time: the contact
@@ -315,23 +385,23 @@ class Simulator:
 
         transfers = 0
         roll = random_()
-        if roll < 0.12:
+        if roll < _TRANSFERRED:
             transfers = 1 if roll < 0.10 else 2
         resolved: bool | None = None
-        if random_() >= 0.10:  # the outcome is unknown for about one contact in ten
-            # a transferred customer was often bounced around without a solution
-            resolved = random_() < p[FIRST_CONTACT_RESOLUTION] * (0.7 if transfers else 1.0)
+        if random_() >= _OUTCOME_UNKNOWN:
+            resolved = random_() < p[FIRST_CONTACT_RESOLUTION] * (
+                _TRANSFERRED_RESOLVES if transfers else 1.0)
 
         qa = {item: random_() < p[item] for item in QA_ITEMS}
-        if random_() < 0.05:  # an item did not apply, e.g. no account details were discussed
+        if random_() < _QA_ITEM_MISSING:  # e.g. no account details were discussed
             del qa[QA_ITEMS[int(random_() * len(QA_ITEMS))]]
 
         # How well the contact went drives the survey and the sentiment.
         quality = sum(qa.values()) / len(qa)
         if not hold_ok:
-            quality *= 0.8
+            quality *= _LONG_HOLD_QUALITY
         if resolved is False:
-            quality *= 0.7
+            quality *= _UNRESOLVED_QUALITY
         csat: int | None = None
         nps: int | None = None
         if random_() < self.config.survey_share:
@@ -457,9 +527,11 @@ class Simulator:
         """Deliver a completion; from now on the lesson shows in the employee's work."""
         self._counts.completions += 1
         employee = self._by_id.get(completion.employee_id)
-        if employee is not None and completion.standard in employee.p:
-            employee.p[completion.standard] = max(employee.p[completion.standard],
-                                                  completion.improved_p)
+        standard = completion.standard
+        if employee is not None and completion.improved_p > employee.p.get(standard, 1.0):
+            employee.p[standard] = completion.improved_p
+            # the interactions generated from now on end after the clock
+            employee.history[standard].append((self._clock_ms, completion.improved_p))
         return completion.record
 
 

@@ -97,7 +97,7 @@ def build_playbook(standards: dict[str, float | dict[str, Any]] | None = None, *
     """A small playbook written as YAML text and parsed like a real one.
 
     `standards` maps a name to its target (a QA check `qa.<name>` with lesson `lesson-<name>`)
-    or to a full standard mapping. Evidence defaults: window 10, min_sample 5, margin 0.1.
+    or to a full standard mapping. Evidence: the playbook defaults unless given.
     """
     stds: dict[str, Any] = {}
     for name, spec in (standards or {"greeting": 0.8}).items():
@@ -109,8 +109,7 @@ def build_playbook(standards: dict[str, float | dict[str, Any]] | None = None, *
     doc = {
         "version": version,
         "timezone": timezone,
-        "evidence": {"window": 10, "min_sample": 5, "confidence": 0.95, "close_margin": 0.1,
-                     **(evidence or {})},
+        "evidence": {**(evidence or {})},
         "standards": stds,
         "lessons": {s["lesson"]: {"title": f"Lesson on {n}", "due_days": 3}
                     for n, s in stds.items()},

@@ -109,7 +109,7 @@ def test_scores_decisions_and_one_state_write_per_employee(playbook: Playbook, t
     last_output = max(i for i, s in enumerate(rec.sent) if not s.topic.endswith("changelog"))
     assert rec.sent[-1].topic.endswith("changelog") and len(rec.sent) - 1 > last_output
     saved = json.loads(changelog[-1].value)
-    assert saved["e"] == "emp-7" and len(saved["std"]["empathy"]["wi"]) > 0
+    assert saved["e"] == "emp-7" and saved["std"]["empathy"]["g"] == gaps[0]["gap_id"]
 
 
 def test_bad_records_become_dead_letters_with_their_bytes(playbook: Playbook, tmp_path: Path,

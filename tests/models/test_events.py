@@ -294,5 +294,5 @@ def test_record_id_of_each_output_type():
 def test_json_schemas_cover_the_contract():
     schemas = json_schemas()
     assert set(schemas) == {"Interaction", "LessonCompletion", "ExecutionScore", "PerformanceGap",
-                            "LessonAssignment", "BonusAward"}
+                            "LessonAssignment", "BonusAward", "LessonEffect"}
     assert set(schemas["Interaction"]["required"]) == set(REQUIRED_INTERACTION_FIELDS)

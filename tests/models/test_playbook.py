@@ -10,7 +10,6 @@ from models.playbook import (
     Playbook,
     PlaybookError,
     load_playbook,
-    one_sided_z,
     parse_playbook,
 )
 
@@ -24,8 +23,8 @@ GOOD = """\
 version: "t1"
 timezone: UTC
 evidence:
-  window: 20
-  min_sample: 10
+  shortfall: 0.15
+  false_gap_rate: 0.04
 standards:
   greeting:
     title: Greets
@@ -81,10 +80,12 @@ def test_shipped_playbook_has_the_nine_standards_each_with_a_lesson():
 
 def test_shipped_playbook_settings():
     pb = load_playbook()
-    assert pb.version == "2026.11.1"
+    assert pb.version == "2026.12.1"
     assert pb.timezone == "UTC"
-    assert (pb.evidence.window, pb.evidence.min_sample) == (20, 10)
-    assert pb.evidence.confidence == 0.95
+    assert (pb.evidence.shortfall, pb.evidence.false_gap_rate) == (0.15, 0.045)
+    assert (pb.evidence.per_interactions, pb.evidence.false_close_rate) == (200, 0.02)
+    assert pb.evidence.effect_window == 20
+    assert pb.limits.lesson_grace_days == 3
     assert pb.standards["hold_time"].channels == ["voice", "chat"]
     assert pb.standards["hold_time"].check.op == "le"
     assert pb.standards["hold_time"].check.value == 60
@@ -105,9 +106,18 @@ def test_load_playbook_from_a_file(tmp_path):
     assert pb.standards["hold"].check.value == 60.0
 
 
-def test_one_sided_z():
-    assert one_sided_z(0.95) == pytest.approx(1.6449, abs=1e-4)
-    assert one_sided_z(0.975) == pytest.approx(1.9600, abs=1e-4)
+def test_a_playbook_of_the_rolling_window_rule_is_refused_with_what_to_change():
+    message = _error(_replace("  shortfall: 0.15\n", "  window: 20\n  min_sample: 10\n"))
+    src, line, field = _where(message)
+    assert (line, field) == (4, "evidence.window"), message
+    assert "replaced by a sequential test" in message
+    assert "set evidence.shortfall and evidence.false_gap_rate" in message
+
+
+def test_a_shortfall_that_leaves_no_rate_to_detect_is_refused():
+    message = _error(_replace("    target: 0.8\n", "    target: 0.8\n    shortfall: 0.8\n"))
+    assert _where(message)[2] == "standards.hold.target", message
+    assert "lower the shortfall" in message
 
 
 def test_good_fixture_parses():
@@ -130,11 +140,11 @@ def test_good_fixture_parses():
                  "standards.hold.check", "is_true needs a yes/no field", id="is-true-on-number"),
     pytest.param(_replace("      value: 60\n", ""), 14, "standards.hold.check",
                  "op le needs a value", id="le-without-value"),
-    pytest.param(_replace("min_sample: 10", "min_sample: 30"), 3, "evidence",
-                 "min_sample (30) exceeds window (20)", id="min-sample-over-window"),
+    pytest.param(_replace("false_gap_rate: 0.04", "false_gap_rate: 0.5"), 5,
+                 "evidence.false_gap_rate", "less than or equal to 0.2", id="false-gap-rate-high"),
     pytest.param(_replace("timezone: UTC", "timezone: Mars/Olympus_Mons"), 2, "timezone",
                  "unknown time zone 'Mars/Olympus_Mons'", id="unknown-zone"),
-    pytest.param(_replace("  min_sample: 10\n", "  min_sample: 10\n  bogus: 1\n"), 6,
+    pytest.param(_replace("  false_gap_rate: 0.04\n", "  false_gap_rate: 0.04\n  bogus: 1\n"), 6,
                  "evidence.bogus", "Extra inputs are not permitted", id="extra-nested-key"),
     pytest.param(_replace("    target: 0.9\n", "    target: 0.9\n    colour: red\n"), 11,
                  "standards.greeting.colour", "Extra inputs", id="extra-standard-key"),
