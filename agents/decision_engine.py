@@ -299,7 +299,11 @@ class DecisionEngine:
                 continue
             u.seen += 1
             u.pre = (u.pre + flag)[-2 * w:]
-            if not u.comparison_done and u.seen == 2 * w:
+            if u.seen == w and not any(st.gap_id == gap_id for st in state.standards.values()):
+                # A lesson is only ever completed while its gap is open (closing cancels it):
+                # a comparison gap must be open at the same point, or the groups differ.
+                u.comparison_done = True
+            elif not u.comparison_done and u.seen == 2 * w:
                 u.comparison_done = True
                 out.append(self._effect(gap_id, u, "comparison", u.pre[:w], u.pre[w:], base))
             if u.comparison_done and not self._may_complete(state, gap_id, u):

@@ -1,5 +1,5 @@
 """The ledger's tables (SQLAlchemy 2): every decision Frontline published, keyed by its
-deterministic id, and the lesson lifecycle. The schema itself is created and upgraded by the
+deterministic id, the lesson lifecycle as the worker decided it, and lesson-effect measurements. The schema itself is created and upgraded by the
 Alembic migrations in models/migrations; these classes must match the newest revision."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Gap(Base):
     __tablename__ = "gaps"
 
     gap_id: Mapped[str] = mapped_column(ID, primary_key=True)
-    status: Mapped[str] = mapped_column(String(10), primary_key=True)  # opened | closed
+    status: Mapped[str] = mapped_column(String(10), primary_key=True)  # opened|deferred|closed
     employee_id: Mapped[str] = mapped_column(ID, index=True)
     team_id: Mapped[str] = mapped_column(ID, index=True)
     standard: Mapped[str] = mapped_column(String(100))
@@ -59,13 +59,24 @@ class Assignment(Base):
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     playbook_version: Mapped[str] = mapped_column(String(100))
     evidence: Mapped[dict] = mapped_column(JSON)
-    # lifecycle: assigned -> completed, or assigned -> overdue (-> completed late)
+    # lifecycle, from the worker's records: assigned -> completed | expired | superseded |
+    # cancelled (final); the ledger's own sweep marks an assigned one past its due time overdue
     status: Mapped[str] = mapped_column(String(10), default="assigned")
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     completion_event_id: Mapped[str | None] = mapped_column(ID)
-    # lesson effectiveness: pass rate on the standard when assigned, and when its gap closed
-    pass_rate_before: Mapped[float | None] = mapped_column(Float)
-    pass_rate_after: Mapped[float | None] = mapped_column(Float)
+
+
+class PendingEnding(Base):
+    """An assignment's ending record that arrived before the assignment itself (the topics
+    keep them in order, a replay or a restore may not); applied when the assignment comes."""
+
+    __tablename__ = "pending_endings"
+
+    assignment_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), primary_key=True)
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completion_event_id: Mapped[str | None] = mapped_column(ID)
 
 
 class Completion(Base):
@@ -77,5 +88,31 @@ class Completion(Base):
     assignment_id: Mapped[str] = mapped_column(ID, index=True)
     employee_id: Mapped[str] = mapped_column(ID, index=True)
     completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    outcome: Mapped[str] = mapped_column(String(10))  # applied | rejected
+    # applied (the worker completed its assignment with it) | rejected | pending
+    outcome: Mapped[str] = mapped_column(String(10))
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class Effect(Base):
+    """One lesson-effect measurement (models.events.LessonEffect): a gap's standard before
+    and after its lesson was completed (group `lesson`) or over the same span without one
+    (group `comparison`)."""
+
+    __tablename__ = "lesson_effects"
+
+    effect_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    gap_id: Mapped[str] = mapped_column(ID, index=True)
+    assignment_id: Mapped[str | None] = mapped_column(ID)
+    employee_id: Mapped[str] = mapped_column(ID, index=True)
+    team_id: Mapped[str] = mapped_column(ID, index=True)
+    lesson_id: Mapped[str] = mapped_column(String(200), index=True)
+    standard: Mapped[str] = mapped_column(String(100))
+    # `group` and `window` are SQL keywords: named so that plain SQL needs no quoting
+    group_name: Mapped[str] = mapped_column(String(10))  # lesson | comparison
+    window_size: Mapped[int] = mapped_column(Integer)
+    before_passes: Mapped[int] = mapped_column(Integer)
+    before_n: Mapped[int] = mapped_column(Integer)
+    after_passes: Mapped[int] = mapped_column(Integer)
+    after_n: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    playbook_version: Mapped[str] = mapped_column(String(100))
