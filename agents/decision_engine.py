@@ -130,7 +130,7 @@ class DecisionEngine:
             )
         ]
         day = self._day(ev.ended_at)
-        records.extend(self._expire(state, at, base))
+        records.extend(self._expire(state, at, base, ev.interaction_id))
         for j in judgements:
             if j.outcome != NOT_APPLICABLE:
                 records.extend(self._update_standard(state, ev, j.standard, j.outcome == PASS,
@@ -172,7 +172,7 @@ class DecisionEngine:
             if a.open and a.gap_id == gap_id:
                 out.append(self._end_assignment(state, assignment_id, a, "cancelled", at, base,
                                                 f"gap {gap_id} closed before the lesson was "
-                                                f"completed"))
+                                                f"completed", interaction_id=ev.interaction_id))
         reward = self.playbook.rewards.gap_closed_after_lesson
         if reward is not None and lesson_done:
             award = self._award(state, "gap_closed_after_lesson", stable_id("award", gap_id),
@@ -215,7 +215,8 @@ class DecisionEngine:
             for old_id, old in state.assignments.items():
                 if old.open and old.standard == name:
                     out.append(self._end_assignment(state, old_id, old, "superseded", at, base,
-                                                    f"replaced by the lesson of gap {gap_id}"))
+                                                    f"replaced by the lesson of gap {gap_id}",
+                                                    interaction_id=ev.interaction_id))
             lesson = self.playbook.lessons[std.lesson]
             assignment_id = stable_id("assignment", gap_id, str(st.gap_assignments))
             st.gap_assignments += 1
@@ -234,7 +235,7 @@ class DecisionEngine:
                 standard=name,
                 gap_id=gap_id,
                 due_at=due,
-                evidence=Evidence(interaction_ids=[], statistic="open_gap",
+                evidence=Evidence(interaction_ids=[ev.interaction_id], statistic="open_gap",
                                   design=rule.design_summary(),
                                   detail=f"open gap {gap_id} on {name}"),
                 **base,  # type: ignore[arg-type]
@@ -243,7 +244,8 @@ class DecisionEngine:
 
     def _end_assignment(self, state: EmployeeState, assignment_id: str, a: AssignmentState,
                         status: str, at: float, base: dict[str, object], why: str,
-                        completion_event_id: str | None = None) -> LessonAssignment:
+                        completion_event_id: str | None = None,
+                        interaction_id: str | None = None) -> LessonAssignment:
         """End a live assignment (frees its slot) and say so on the assignments topic."""
         a.status, a.ended_at = status, at
         if status == "completed":
@@ -256,11 +258,12 @@ class DecisionEngine:
             lesson_title=lesson.title if lesson is not None else a.lesson_id,
             standard=a.standard, gap_id=a.gap_id, due_at=due, status=status,  # type: ignore[arg-type]
             ended_at=ended, completion_event_id=completion_event_id,
-            evidence=Evidence(interaction_ids=[], statistic="lesson_status", detail=why),
+            evidence=Evidence(interaction_ids=[interaction_id] if interaction_id else [],
+                              statistic="lesson_status", detail=why),
             **base)  # type: ignore[arg-type]
 
-    def _expire(self, state: EmployeeState, at: float,
-                base: dict[str, object]) -> list[OutputRecord]:
+    def _expire(self, state: EmployeeState, at: float, base: dict[str, object],
+                interaction_id: str) -> list[OutputRecord]:
         """Assignments still open a grace period after their due time expire (event time)."""
         out: list[OutputRecord] = []
         for assignment_id, a in state.assignments.items():
@@ -269,7 +272,7 @@ class DecisionEngine:
                 out.append(self._end_assignment(
                     state, assignment_id, a, "expired", at, base,
                     f"not completed within {self.playbook.limits.lesson_grace_days:g} days "
-                    f"after it was due"))
+                    f"after it was due", interaction_id=interaction_id))
         return out
 
     def _expires_at(self, a: AssignmentState) -> float | None:

@@ -127,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         _ledger_filters(q)
         q.add_argument("--status", help="assigned, completed, overdue" if table ==
                        "assignments" else argparse.SUPPRESS)
+    q = ledger.add_parser("lessons", help="per lesson: how assignments ended, time to "
+                          "complete, effect with 95 % CI")
+    _ledger_filters(q)
+    q.add_argument("--format", choices=("text", "json"), default="text")
     q = ledger.add_parser("export", help="export a table as CSV or JSON lines (stdout)")
     q.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     q.add_argument("--table", choices=("awards", "assignments", "gaps", "completions"),

@@ -8,15 +8,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from models.playbook import load_playbook
-from streams import metrics
+from models.playbook import Playbook, load_playbook
+from streams import metrics, topics
 from streams.child_process import stop_process
 from streams.embedded_broker import BrokerError, EmbeddedBroker, free_port, port_in_use
 from streams.output_tally import OutputTally, Tally
 from streams.settings import Settings
-from streams.simulator import SimulatorConfig, run_simulation
+from streams.simulator import Simulator, SimulatorConfig, run_simulation
 from streams.worker import READY_LINE
 
 WORKER_READY_TIMEOUT_S = 90.0
@@ -61,6 +65,59 @@ def handled(samples: dict[str, float]) -> float:
                for o in ("processed", "duplicate", "dead_lettered"))
 
 
+@dataclass(frozen=True)
+class GapTruth:
+    """The opened gaps judged against what the simulator knows about its employees."""
+
+    below: int  # gaps opened while the employee's true pass rate was below the gap's target
+    at_or_above: int  # ... while it was at or above it
+    unjudged: int  # gaps on an employee or standard the simulator does not know
+    pairs_below: int  # (employee, standard) pairs truly below target at the end
+    pairs_below_gapped: int  # ... of them with a gap opened during the run
+    pairs_short: int  # pairs at least the playbook's shortfall below target at the end
+    pairs_short_gapped: int
+
+
+def judge_gaps(gaps: Iterable[Mapping[str, Any]], sim: Simulator,
+               playbook: Playbook) -> GapTruth:
+    """Judge every opened gap record by the true pass rate of its standard for its employee at
+    the gap's event time, and count the pairs truly below target when the run ended."""
+    below = at_or_above = unjudged = 0
+    gapped: set[tuple[str, str]] = set()
+    for gap in gaps:
+        if gap.get("status") != "opened":
+            continue
+        employee_id, standard = gap["employee_id"], gap["standard"]
+        gapped.add((employee_id, standard))
+        at = datetime.fromisoformat(gap["at"])
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)  # the contract's times are UTC when no offset is given
+        try:
+            true_rate = sim.true_rate(employee_id, standard, at)
+        except KeyError:
+            unjudged += 1
+            continue
+        if true_rate < gap["target"]:
+            below += 1
+        else:
+            at_or_above += 1
+    pairs_below = pairs_below_gapped = pairs_short = pairs_short_gapped = 0
+    for profile in sim.employees():
+        rates = sim.true_rates(profile.employee_id)
+        for name, standard in playbook.standards.items():
+            if name not in rates or rates[name] >= standard.target:
+                continue
+            pair_gapped = (profile.employee_id, name) in gapped
+            pairs_below += 1
+            pairs_below_gapped += pair_gapped
+            if standard.target - rates[name] >= (standard.shortfall
+                                                 or playbook.evidence.shortfall):
+                pairs_short += 1
+                pairs_short_gapped += pair_gapped
+    return GapTruth(below, at_or_above, unjudged, pairs_below, pairs_below_gapped, pairs_short,
+                    pairs_short_gapped)
+
+
 def run_demo(duration_s: float = 60.0, rate: float = 300.0, seed: int = 7, employees: int = 60,
              port: int | None = None, metrics_port: int | None = None) -> int:
     if port is None:
@@ -85,13 +142,16 @@ def run_demo(duration_s: float = 60.0, rate: float = 300.0, seed: int = 7, emplo
             print(f"  worker   ready after {time.monotonic() - started:.1f} s, metrics on "
                   f"http://127.0.0.1:{metrics_port}/metrics", flush=True)
             settings = Settings.load({"broker": broker.url}, environ={})
-            tally = OutputTally(settings).start()
+            tally = OutputTally(settings, keep_values=True).start()
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-            sim = _simulate(broker.bootstrap, duration_s, rate, seed, employees, tally)
+            simulator = Simulator(simulator_config(seed, employees))
+            sim = _simulate(broker.bootstrap, duration_s, rate, simulator, tally)
             produced = sim["valid"] + sim["duplicate"] + sim["malformed"]
             samples = _drain(metrics_url, produced)
             time.sleep(1.0)  # let the tally read the last records
-            _print_summary(sim, tally.snapshot(), samples, duration_s)
+            t = tally.snapshot()
+            truth = judge_gaps(t.values.get(topics.PERFORMANCE_GAPS, []), simulator, playbook)
+            _print_summary(sim, t, truth, samples, duration_s)
             return 0 if handled(samples) >= produced else 1
         finally:
             if tally is not None:
@@ -107,7 +167,7 @@ def simulator_config(seed: int, employees: int) -> SimulatorConfig:
     return SimulatorConfig(seed=seed, employees=employees, teams=max(1, employees // 10))
 
 
-def _simulate(bootstrap: str, duration_s: float, rate: float, seed: int, employees: int,
+def _simulate(bootstrap: str, duration_s: float, rate: float, simulator: Simulator,
               tally: OutputTally) -> dict[str, int]:
     started = time.monotonic()
     last = [0.0]
@@ -120,13 +180,12 @@ def _simulate(bootstrap: str, duration_s: float, rate: float, seed: int, employe
         t = tally.snapshot()
         sent = stats["valid"] + stats["duplicate"] + stats["malformed"]
         print(f"  {now:5.0f} s  sent {sent:6d}  scored {t.records['execution-scores']:6d}  "
-              f"gaps {t.gaps['opened']:4d}  lessons {t.records['lesson-assignments']:4d}  "
+              f"gaps {t.gaps['opened']:4d}  lessons {t.assignments['assigned']:4d}  "
               f"completions {stats.get('completions', 0):4d}  points {t.points:6d}  "
               f"dead letters {t.records['dead-letters']:4d}", flush=True)
 
-    config = simulator_config(seed, employees)
-    return run_simulation(bootstrap, config, count=None, rate=rate, duration_s=duration_s,
-                          progress=progress)
+    return run_simulation(bootstrap, simulator.config, count=None, rate=rate,
+                          duration_s=duration_s, progress=progress, sim=simulator)
 
 
 def _drain(metrics_url: str, produced: int) -> dict[str, float]:
@@ -139,7 +198,11 @@ def _drain(metrics_url: str, produced: int) -> dict[str, float]:
     return samples
 
 
-def _print_summary(sim: dict[str, int], t: Tally, samples: dict[str, float],
+def _share(part: int, whole: int) -> str:
+    return f"({100 * part / whole:.1f} %)" if whole else "(-)"
+
+
+def _print_summary(sim: dict[str, int], t: Tally, truth: GapTruth, samples: dict[str, float],
                    duration_s: float) -> None:
     produced = sim["valid"] + sim["duplicate"] + sim["malformed"]
 
@@ -155,7 +218,17 @@ def _print_summary(sim: dict[str, int], t: Tally, samples: dict[str, float],
         ("dead letters", t.records["dead-letters"],
          ", ".join(f"{k} {v}" for k, v in sorted(t.dead_letters.items())) or "-"),
         ("gaps opened", t.gaps["opened"], f"{t.gaps['closed']} closed"),
-        ("lessons assigned", t.records["lesson-assignments"],
+        ("gaps to employees truly below target", truth.below,
+         f"{_share(truth.below, t.gaps['opened'])} true pass rate < target at the gap's time"),
+        ("gaps to employees at/above target", truth.at_or_above,
+         f"{_share(truth.at_or_above, t.gaps['opened'])} true pass rate >= target then"),
+        *([("gaps not judged", truth.unjudged, "employee or standard unknown to the simulator")]
+          if truth.unjudged else []),
+        ("pairs truly below target at end", truth.pairs_below,
+         f"employee-standard pairs; {truth.pairs_below_gapped} of them had a gap opened"),
+        ("pairs a shortfall below target at end", truth.pairs_short,
+         f"at least the playbook's shortfall below; {truth.pairs_short_gapped} had a gap opened"),
+        ("lessons assigned", t.assignments["assigned"],
          f"{sim.get('completions', 0)} completed by the simulated learning system"),
         ("bonus awards", t.records["bonus-awards"],
          ", ".join(f"{k} {v}" for k, v in sorted(t.awards_by_rule.items())) or "-"),

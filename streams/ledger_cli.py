@@ -1,4 +1,5 @@
-"""`frontline ledger ...`: migrate the schema, run the writer, show an employee's balance."""
+"""`frontline ledger ...`: migrate the schema, run the writer, show an employee's balance,
+list, export, reconcile, and the lesson report."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 from models.ledger import Assignment
 from streams import metrics
 from streams.ledger_schema import check_schema, create_ledger_engine, head_revision, migrate
-from streams.ledger_store import TABLES, LedgerStore
+from streams.ledger_store import STATUSES, TABLES, LedgerStore
 from streams.settings import Settings
 
 
@@ -21,7 +22,8 @@ def _settings(args: argparse.Namespace, *names: str) -> Settings:
 
 def run(args: argparse.Namespace) -> int:
     commands = {"migrate": _migrate, "run": _run, "balance": _balance, "awards": _list,
-                "assignments": _list, "export": _export, "reconcile": _reconcile}
+                "assignments": _list, "export": _export, "reconcile": _reconcile,
+                "lessons": _lessons}
     return commands[args.ledger_command](args)
 
 
@@ -32,13 +34,18 @@ def _store(args: argparse.Namespace) -> LedgerStore:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from streams.cli import UsageError
+
+    if args.ledger_command == "assignments" and args.status not in (None, *STATUSES):
+        raise UsageError(f"frontline ledger assignments: unknown --status {args.status!r}; "
+                         f"one of {', '.join(STATUSES)}")
     store = _store(args)
     rows = store.rows(args.ledger_command, employee_id=args.employee, team_id=args.team,
                       since=args.since, status=args.status)
     columns = {"awards": ("at", "award_id", "employee_id", "team_id", "rule", "points",
                           "period"),
                "assignments": ("assigned_at", "assignment_id", "employee_id", "standard",
-                               "lesson_id", "status", "due_at", "completed_at")}[
+                               "lesson_id", "status", "due_at", "ended_at")}[
         args.ledger_command]
     widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
@@ -69,6 +76,19 @@ def _export(args: argparse.Namespace) -> int:
             writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v
                              for k, v in r.items()})
     store.engine.dispose()
+    return 0
+
+
+def _lessons(args: argparse.Namespace) -> int:
+    from streams.lesson_report import lesson_summaries, render_json, render_text
+
+    store = _store(args)
+    try:
+        lessons = lesson_summaries(store.engine, since=args.since, team_id=args.team,
+                                   employee_id=args.employee)
+    finally:
+        store.engine.dispose()
+    print(render_json(lessons) if args.format == "json" else render_text(lessons))
     return 0
 
 

@@ -4,22 +4,39 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import select
 
-from models.ledger import Assignment, Award, Gap
+from models.events import ENDED_STATUSES
+from models.ledger import Assignment, Award, Effect, Gap, PendingEnding
 from streams import topics
 from streams.ledger_store import LedgerStore
 from streams.settings import Settings
 
-# contract topic -> how a record's ledger id is read from it
-_ID_OF = {
+
+def _assignment_id(r: dict[str, Any]) -> str:
+    """models.events.record_id of an assignment record: its id when assigned, id:status for
+    how it ended."""
+    status = r.get("status", "assigned")
+    return str(r["assignment_id"]) if status == "assigned" else f"{r['assignment_id']}:{status}"
+
+
+# contract topic -> how a record's ledger id is read from it (as models.events.record_id)
+_ID_OF: dict[str, Callable[[dict[str, Any]], str]] = {
     topics.BONUS_AWARDS: lambda r: r["award_id"],
-    topics.LESSON_ASSIGNMENTS: lambda r: r["assignment_id"],
+    topics.LESSON_ASSIGNMENTS: _assignment_id,
     topics.PERFORMANCE_GAPS: lambda r: f"{r['gap_id']}:{r['status']}",
+    topics.LESSON_EFFECTS: lambda r: r["effect_id"],
 }
+
+
+def record_id_of(topic: str, record: dict[str, Any]) -> str:
+    """The id a record of a decision topic (contract name) is kept under, from its JSON."""
+    return _ID_OF[topic](record)
 
 
 @dataclass
@@ -56,7 +73,7 @@ def topic_ids(settings: Settings, idle_s: float = 2.0, timeout_s: float = 300.0
             for tp, messages in polled.items():
                 topic = names[tp.topic]
                 for m in messages:
-                    ids[topic].add(_ID_OF[topic](json.loads(m.value)))
+                    ids[topic].add(record_id_of(topic, json.loads(m.value)))
             if polled:
                 quiet_since = time.monotonic()
         return ids
@@ -65,11 +82,21 @@ def topic_ids(settings: Settings, idle_s: float = 2.0, timeout_s: float = 300.0
 
 
 def ledger_ids(store: LedgerStore) -> dict[str, set[str]]:
+    """The same ids from the ledger's rows: an assignment stands for its `assigned` record and,
+    once ended, its ending record (an ending still waiting for its assignment counts too)."""
     with store.engine.connect() as conn:
         gaps = {f"{g}:{s}" for g, s in conn.execute(select(Gap.gap_id, Gap.status))}
+        assignments: set[str] = set()
+        for a, s in conn.execute(select(Assignment.assignment_id, Assignment.status)):
+            assignments.add(a)
+            if s in ENDED_STATUSES:
+                assignments.add(f"{a}:{s}")
+        assignments |= {f"{a}:{s}" for a, s in conn.execute(
+            select(PendingEnding.assignment_id, PendingEnding.status))}
     return {topics.BONUS_AWARDS: store.ids(Award),
-            topics.LESSON_ASSIGNMENTS: store.ids(Assignment),
-            topics.PERFORMANCE_GAPS: gaps}
+            topics.LESSON_ASSIGNMENTS: assignments,
+            topics.PERFORMANCE_GAPS: gaps,
+            topics.LESSON_EFFECTS: store.ids(Effect)}
 
 
 def reconcile(on_topics: dict[str, set[str]], in_ledger: dict[str, set[str]]) -> Report:

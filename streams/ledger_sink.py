@@ -1,7 +1,8 @@
 """The ledger writer: a process of its own (so database waits never touch the Faust event
-loop) that reads the decision topics and lesson completions and writes them to the ledger in
-batches. Offsets are committed only after the batch's transaction has committed; while the
-database is unreachable it backs off and retries the same batch, so nothing is lost."""
+loop) that reads the decision topics (awards, gaps, assignments, lesson effects) and lesson
+completions and writes them to the ledger in batches. Offsets are committed only after the
+batch's transaction has committed; while the database is unreachable it backs off and retries
+the same batch, so nothing is lost."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from streams.settings import Settings
 log = logging.getLogger("frontline.ledger")
 
 SOURCES = (topics.BONUS_AWARDS, topics.PERFORMANCE_GAPS, topics.LESSON_ASSIGNMENTS,
-           topics.LESSON_COMPLETIONS)
+           topics.LESSON_EFFECTS, topics.LESSON_COMPLETIONS)
 
 ROWS = Counter("frontline_ledger_records", "Records written to the ledger, by source topic",
                ["topic"], registry=metrics.REGISTRY)

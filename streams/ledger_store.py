@@ -1,9 +1,12 @@
 """Writing decisions into the ledger exactly once, and reading balances back.
 
-A batch is written in one transaction. Awards, gaps and assignments are inserted or ignored
-by their deterministic ids, so a re-delivered or replayed record never counts twice, on SQLite
-and PostgreSQL alike. A lesson completion is applied to its assignment at most once; one that
-arrives before its assignment is kept as pending and applied when the assignment arrives.
+A batch is written in one transaction. Awards, gaps, assignments and lesson effects are
+inserted or ignored by their deterministic ids, so a re-delivered or replayed record never
+counts twice, on SQLite and PostgreSQL alike. How an assignment ended is the worker's
+decision: its ending record sets the status once (an ending is final); one that arrives before
+its assignment waits in `pending_endings`. Every lesson completion is logged with what became
+of it, judged from the assignment as the worker left it, so the order of the topics does not
+matter.
 """
 
 from __future__ import annotations
@@ -14,26 +17,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from models.events import BonusAward, LessonAssignment, LessonCompletion, PerformanceGap
-from models.ledger import Assignment, Award, Completion, Gap
+from models.events import (
+    ENDED_STATUSES,
+    BonusAward,
+    LessonAssignment,
+    LessonCompletion,
+    LessonEffect,
+    PerformanceGap,
+)
+from models.ledger import Assignment, Award, Completion, Effect, Gap, PendingEnding
 
-LedgerRecord = BonusAward | PerformanceGap | LessonAssignment | LessonCompletion
+LedgerRecord = BonusAward | PerformanceGap | LessonAssignment | LessonEffect | LessonCompletion
 
 APPLIED, REJECTED, PENDING = "applied", "rejected", "pending"
+# statuses an ending record may still change (overdue is the ledger's own mark)
+OPEN_STATUSES = ("assigned", "overdue")
+STATUSES = (*OPEN_STATUSES, *ENDED_STATUSES)
 
 
 @dataclass
 class WriteResult:
     inserted: dict[str, int] = field(default_factory=dict)  # table -> new rows
+    ended: int = 0  # assignments an ending record ended in this batch
     completions: Counter[str] = field(default_factory=Counter)  # outcome -> count
-
-
-def pass_rate(evidence: dict[str, Any]) -> float | None:
-    sample = evidence.get("sample")
-    return round(evidence.get("passes", 0) / sample, 4) if sample else None
 
 
 class LedgerStore:
@@ -50,87 +59,109 @@ class LedgerStore:
     # ---- writing --------------------------------------------------------------------------
 
     def write(self, records: Sequence[LedgerRecord]) -> WriteResult:
-        """Write a batch in one transaction; safe to repeat with the same records."""
+        """Write a batch in one transaction; safe to repeat with the same records, in any
+        order. Inserts come first, then endings, then completions, so an ending in the same
+        batch as its assignment always finds it."""
         result = WriteResult()
         awards = [_award_row(r) for r in records if isinstance(r, BonusAward)]
         gaps = [_gap_row(r) for r in records if isinstance(r, PerformanceGap)]
-        assignments = [_assignment_row(r) for r in records if isinstance(r, LessonAssignment)]
-        completions = [r for r in records if isinstance(r, LessonCompletion)]
+        effects = [_effect_row(r) for r in records if isinstance(r, LessonEffect)]
+        lessons = [r for r in records if isinstance(r, LessonAssignment)]
+        assignments = [_assignment_row(r) for r in lessons if r.status == "assigned"]
+        endings = [_ending_row(r) for r in lessons if r.status != "assigned"]
+        completions: dict[str, LessonCompletion] = {}
+        for r in records:
+            if isinstance(r, LessonCompletion):
+                completions.setdefault(r.event_id, r)
         with self.engine.begin() as conn:
-            for table, rows in ((Award, awards), (Gap, gaps), (Assignment, assignments)):
+            for table, rows in ((Award, awards), (Gap, gaps), (Assignment, assignments),
+                                (Effect, effects)):
                 if rows:
-                    stmt = self._insert(table).on_conflict_do_nothing()
-                    result.inserted[table.__tablename__] = conn.execute(stmt, rows).rowcount
-            for gap in (g for g in gaps if g["status"] == "closed"):
-                self._measure_after(conn, gap["gap_id"])
-            for c in completions:
-                outcome = self._complete(conn, c)
-                if outcome is not None:
-                    result.completions[outcome] += 1
-            if assignments:
-                self._apply_pending(conn, [a["assignment_id"] for a in assignments], result)
+                    # RETURNING counts what was new (a many-row rowcount is -1 on psycopg)
+                    stmt = self._insert(table).on_conflict_do_nothing().returning(
+                        *table.__table__.primary_key)
+                    result.inserted[table.__tablename__] = len(conn.execute(stmt, rows).all())
+            touched = {a["assignment_id"] for a in assignments}
+            if touched:
+                endings = self._take_pending_endings(conn, touched) + endings
+            for e in endings:
+                result.ended += self._end(conn, e)
+                touched.add(e["assignment_id"])
+            if touched:
+                self._rejudge_pending(conn, touched, result)
+            if completions:
+                self._log_completions(conn, list(completions.values()), result)
         return result
 
-    def _complete(self, conn: Any, c: LessonCompletion) -> str | None:
-        """Record a completion and apply it; None when this event was seen before."""
-        if conn.execute(select(Completion.event_id)
-                        .where(Completion.event_id == c.event_id)).first() is not None:
-            return None
-        outcome, reason = self._apply(conn, c.assignment_id, c.employee_id, c.completed_at,
-                                      c.event_id)
-        conn.execute(self._insert(Completion).on_conflict_do_nothing(), [{
-            "event_id": c.event_id, "assignment_id": c.assignment_id,
-            "employee_id": c.employee_id, "completed_at": utc(c.completed_at),
-            "outcome": outcome, "reason": reason}])
-        return outcome
+    def _end(self, conn: Any, e: dict[str, Any]) -> int:
+        """Apply one ending record: 1 when it ended the assignment, 0 when the assignment had
+        ended already (a replay) or is not here yet (then the ending waits for it)."""
+        values: dict[str, Any] = {"status": e["status"], "ended_at": e["ended_at"]}
+        if e["status"] == "completed":
+            values.update(completed_at=e["ended_at"],
+                          completion_event_id=e["completion_event_id"])
+        changed = conn.execute(update(Assignment)
+                               .where(Assignment.assignment_id == e["assignment_id"],
+                                      Assignment.status.in_(OPEN_STATUSES))
+                               .values(**values)).rowcount
+        if changed:
+            return 1
+        present = conn.execute(select(Assignment.status).where(
+            Assignment.assignment_id == e["assignment_id"])).first()
+        if present is None:
+            conn.execute(self._insert(PendingEnding).on_conflict_do_nothing(), [e])
+        return 0
 
     @staticmethod
-    def _apply(conn: Any, assignment_id: str, employee_id: str, completed_at: datetime,
-               event_id: str) -> tuple[str, str]:
-        row = conn.execute(select(Assignment.employee_id, Assignment.status,
-                                  Assignment.completion_event_id)
-                           .where(Assignment.assignment_id == assignment_id)).first()
-        if row is None:
-            return PENDING, f"assignment {assignment_id} is not in the ledger yet"
-        if row.employee_id != employee_id:
-            return REJECTED, (f"assignment {assignment_id} belongs to employee "
-                              f"{row.employee_id}, not {employee_id}")
-        if row.status == "completed":
-            return REJECTED, (f"assignment {assignment_id} was already completed by "
-                              f"{row.completion_event_id}")
-        conn.execute(update(Assignment).where(Assignment.assignment_id == assignment_id)
-                     .values(status="completed", completed_at=utc(completed_at),
-                             completion_event_id=event_id))
-        gap_id = conn.execute(select(Assignment.gap_id)
-                              .where(Assignment.assignment_id == assignment_id)).scalar_one()
-        LedgerStore._measure_after(conn, gap_id)
-        return APPLIED, ""
+    def _take_pending_endings(conn: Any, assignment_ids: set[str]) -> list[dict[str, Any]]:
+        """Endings that waited for these (now present) assignments, oldest first."""
+        ids = sorted(assignment_ids)
+        kept = conn.execute(select(PendingEnding.__table__)
+                            .where(PendingEnding.assignment_id.in_(ids))
+                            .order_by(PendingEnding.ended_at, PendingEnding.status)).all()
+        if kept:
+            conn.execute(delete(PendingEnding).where(PendingEnding.assignment_id.in_(ids)))
+        return [dict(row._mapping) for row in kept]
 
-    @staticmethod
-    def _measure_after(conn: Any, gap_id: str) -> None:
-        """Lesson effectiveness: an assignment completed before its gap closed gets the pass
-        rate the gap closed with. Depends only on what is stored, so any order gives it."""
-        closed = conn.execute(select(Gap.at, Gap.evidence)
-                              .where(Gap.gap_id == gap_id, Gap.status == "closed")).first()
-        if closed is None:
+    def _log_completions(self, conn: Any, completions: list[LessonCompletion],
+                         result: WriteResult) -> None:
+        """Log completions not seen before, each with its outcome so far."""
+        seen = set(conn.execute(select(Completion.event_id).where(
+            Completion.event_id.in_([c.event_id for c in completions]))).scalars())
+        fresh = [c for c in completions if c.event_id not in seen]
+        if not fresh:
             return
-        conn.execute(update(Assignment)
-                     .where(Assignment.gap_id == gap_id, Assignment.status == "completed",
-                            Assignment.completed_at <= utc(closed.at),
-                            Assignment.pass_rate_after.is_(None))
-                     .values(pass_rate_after=pass_rate(closed.evidence)))
+        rows = _assignments(conn, {c.assignment_id for c in fresh})
+        logged = []
+        for c in fresh:
+            outcome, reason = judge(rows.get(c.assignment_id), c.assignment_id, c.employee_id,
+                                    c.event_id)
+            result.completions[outcome] += 1
+            logged.append({"event_id": c.event_id, "assignment_id": c.assignment_id,
+                           "employee_id": c.employee_id, "completed_at": utc(c.completed_at),
+                           "outcome": outcome, "reason": reason})
+        conn.execute(self._insert(Completion).on_conflict_do_nothing(), logged)
 
-    def _apply_pending(self, conn: Any, assignment_ids: list[str], result: WriteResult) -> None:
-        pending = conn.execute(select(Completion)
+    @staticmethod
+    def _rejudge_pending(conn: Any, assignment_ids: set[str], result: WriteResult) -> None:
+        """Pending completions of assignments that arrived or ended: judge them again."""
+        pending = conn.execute(select(Completion.event_id, Completion.assignment_id,
+                                      Completion.employee_id, Completion.reason)
                                .where(Completion.outcome == PENDING,
-                                      Completion.assignment_id.in_(assignment_ids))
-                               .order_by(Completion.completed_at, Completion.event_id)).all()
+                                      Completion.assignment_id.in_(sorted(assignment_ids)))
+                               ).all()
+        if not pending:
+            return
+        rows = _assignments(conn, {c.assignment_id for c in pending})
         for c in pending:
-            outcome, reason = self._apply(conn, c.assignment_id, c.employee_id, c.completed_at,
-                                          c.event_id)
+            outcome, reason = judge(rows.get(c.assignment_id), c.assignment_id, c.employee_id,
+                                    c.event_id)
+            if (outcome, reason) == (PENDING, c.reason):
+                continue
             conn.execute(update(Completion).where(Completion.event_id == c.event_id)
                          .values(outcome=outcome, reason=reason))
-            result.completions[outcome] += 1
+            if outcome != PENDING:
+                result.completions[outcome] += 1
 
     def sweep_overdue(self, now: datetime) -> int:
         """Mark assignments past their due time as overdue; returns how many changed."""
@@ -164,7 +195,8 @@ class LedgerStore:
         """Rows of one table as dicts (times in UTC, ISO 8601), oldest first, filtered."""
         model = TABLES[table]
         time_column = {"awards": Award.at, "gaps": Gap.at, "assignments": Assignment.assigned_at,
-                       "completions": Completion.completed_at}[table]
+                       "completions": Completion.completed_at,
+                       "lesson_effects": Effect.at}[table]
         query = select(model.__table__).order_by(time_column, *model.__table__.primary_key)
         if employee_id is not None:
             query = query.where(model.employee_id == employee_id)
@@ -179,9 +211,10 @@ class LedgerStore:
             return [{k: _plain(v) for k, v in row._mapping.items()}
                     for row in conn.execute(query)]
 
-    def ids(self, table: type[Award | Gap | Assignment]) -> set[str]:
-        column = {Award: Award.award_id, Gap: Gap.gap_id,
-                  Assignment: Assignment.assignment_id}[table]
+    def ids(self, table: type[Award | Gap | Assignment | Effect]) -> set[str]:
+        """The primary ids a table holds (gaps: their gap ids)."""
+        column = {Award: Award.award_id, Gap: Gap.gap_id, Assignment: Assignment.assignment_id,
+                  Effect: Effect.effect_id}[table]
         with self.engine.connect() as conn:
             return set(conn.execute(select(column)).scalars())
 
@@ -191,7 +224,37 @@ class LedgerStore:
 
 
 TABLES: dict[str, Any] = {"awards": Award, "gaps": Gap, "assignments": Assignment,
-                          "completions": Completion}
+                          "completions": Completion, "lesson_effects": Effect}
+
+
+def judge(assignment: Any, assignment_id: str, employee_id: str,
+          event_id: str) -> tuple[str, str]:
+    """What became of a completion, from its assignment's row as the worker's records left it
+    (None: not in the ledger): (outcome, reason). Depends on that row only, so the order in
+    which completions, assignments and endings arrive does not change the end result."""
+    if assignment is None:
+        return PENDING, f"assignment {assignment_id} is not in the ledger yet"
+    if assignment.employee_id != employee_id:
+        return REJECTED, (f"assignment {assignment_id} belongs to employee "
+                          f"{assignment.employee_id}, not {employee_id}")
+    if assignment.completion_event_id == event_id:
+        return APPLIED, ""
+    if assignment.status == "completed":
+        return REJECTED, (f"assignment {assignment_id} was already completed by "
+                          f"{assignment.completion_event_id}")
+    if assignment.status in ENDED_STATUSES:
+        ended = utc(assignment.ended_at).isoformat() if assignment.ended_at else "?"
+        return REJECTED, f"assignment {assignment_id} ended as {assignment.status} at {ended}"
+    return PENDING, f"assignment {assignment_id} has not ended yet"
+
+
+def _assignments(conn: Any, assignment_ids: set[str]) -> dict[str, Any]:
+    """What `judge` needs of these assignments, by id."""
+    rows = conn.execute(select(Assignment.assignment_id, Assignment.employee_id,
+                               Assignment.status, Assignment.ended_at,
+                               Assignment.completion_event_id)
+                        .where(Assignment.assignment_id.in_(sorted(assignment_ids)))).all()
+    return {row.assignment_id: row for row in rows}
 
 
 def _plain(value: Any) -> Any:
@@ -217,7 +280,7 @@ def _roll_up(days: dict[str, int], key: Any) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def _base(r: BonusAward | PerformanceGap | LessonAssignment) -> dict[str, Any]:
+def _base(r: BonusAward | PerformanceGap | LessonAssignment | LessonEffect) -> dict[str, Any]:
     return {"employee_id": r.employee_id, "team_id": r.team_id,
             "playbook_version": r.playbook_version}
 
@@ -234,16 +297,33 @@ def _gap_row(r: PerformanceGap) -> dict[str, Any]:
 
 
 def _assignment_row(r: LessonAssignment) -> dict[str, Any]:
-    evidence = r.evidence.model_dump(mode="json")
     return {**_base(r), "assignment_id": r.assignment_id, "standard": r.standard,
             "lesson_id": r.lesson_id, "gap_id": r.gap_id, "assigned_at": utc(r.at),
-            "due_at": utc(r.due_at), "evidence": evidence, "status": "assigned",
-            "pass_rate_before": pass_rate(evidence)}
+            "due_at": utc(r.due_at), "evidence": r.evidence.model_dump(mode="json"),
+            "status": "assigned"}
+
+
+def _ending_row(r: LessonAssignment) -> dict[str, Any]:
+    """An ending record as a `pending_endings` row (what an ending sets on its assignment)."""
+    return {"assignment_id": r.assignment_id, "status": r.status,
+            "ended_at": utc(r.ended_at or r.at), "completion_event_id": r.completion_event_id}
+
+
+def _effect_row(r: LessonEffect) -> dict[str, Any]:
+    return {**_base(r), "effect_id": r.effect_id, "gap_id": r.gap_id,
+            "assignment_id": r.assignment_id, "lesson_id": r.lesson_id,
+            "standard": r.standard, "group_name": r.group, "window_size": r.window,
+            "before_passes": r.before_passes, "before_n": r.before_n,
+            "after_passes": r.after_passes, "after_n": r.after_n, "at": utc(r.at)}
+
+
+# contract topic -> the record type the ledger reads from it
+MODELS: dict[str, Any] = {"bonus-awards": BonusAward, "performance-gaps": PerformanceGap,
+                          "lesson-assignments": LessonAssignment,
+                          "lesson-effects": LessonEffect,
+                          "lesson-completions": LessonCompletion}
 
 
 def parse_records(items: Iterable[tuple[str, bytes]]) -> list[LedgerRecord]:
     """(contract topic name, JSON value) pairs to contract records, in order."""
-    models: dict[str, Any] = {"bonus-awards": BonusAward, "performance-gaps": PerformanceGap,
-                              "lesson-assignments": LessonAssignment,
-                              "lesson-completions": LessonCompletion}
-    return [models[topic].model_validate_json(value) for topic, value in items]
+    return [MODELS[topic].model_validate_json(value) for topic, value in items]

@@ -474,7 +474,7 @@ class Simulator:
 
     def on_assignment(self, value: bytes) -> None:
         """Play the learning system: most employees complete an assigned lesson within two days.
-        Repeated and unreadable assignment records are ignored."""
+        Repeated and unreadable assignment records and those of ended assignments are ignored."""
         if not self.config.learning:
             return
         try:
@@ -484,6 +484,8 @@ class Simulator:
             at = datetime.fromisoformat(assignment["at"])
         except (ValueError, TypeError, KeyError):
             return
+        if assignment.get("status", "assigned") != "assigned":
+            return  # how an assignment ended (completed, expired, ...): nothing to do
         lesson_id = assignment.get("lesson_id")
         standard = assignment.get("standard")
         if not (isinstance(assignment_id, str) and assignment_id and isinstance(employee_id, str)
@@ -547,13 +549,18 @@ def run_simulation(
     assignments_topic: str | None = "lesson-assignments",
     progress: Callable[[dict[str, int]], None] | None = None,
     stop: threading.Event | None = None,
+    sim: Simulator | None = None,
 ) -> dict[str, int]:
     """Produce simulated traffic at `rate` records/s (0 = unpaced) until `count` interaction
-    records, `duration_s` seconds or `stop`; return the final stats (plus send_errors)."""
+    records, `duration_s` seconds or `stop`; return the final stats (plus send_errors).
+    Pass `sim` (made from the same config) to ask it afterwards what was true, e.g. true_rate."""
     if rate < 0:
         raise ValueError(f"rate must not be negative, got {rate}")
+    if sim is None:
+        sim = Simulator(config)
+    elif sim.config != config:
+        raise ValueError("sim must be made from the config given to run_simulation")
     server = bootstrap.removeprefix("kafka://")
-    sim = Simulator(config)
     # The default (since kafka-python 2.1) is an idempotent producer, which Tansu does not offer.
     producer = KafkaProducer(bootstrap_servers=server, acks="all", linger_ms=5, retries=5,
                              enable_idempotence=False, client_id="frontline-simulator")

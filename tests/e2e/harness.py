@@ -30,6 +30,7 @@ from agents.decision_engine import DecisionEngine
 from agents.employee_state import EmployeeState
 from agents.record_processor import RecordProcessor
 from models.events import record_id
+from streams.output_tally import record_key
 from models.playbook import load_playbook
 from streams import metrics, topics
 from streams.demo import start_worker, stop_process
@@ -215,7 +216,9 @@ class Out:
         if self.topic == topics.PERFORMANCE_GAPS:
             return f"{r['gap_id']}:{r['status']}"
         if self.topic == topics.LESSON_ASSIGNMENTS:
-            return str(r["assignment_id"])
+            return record_key(r)
+        if self.topic == topics.LESSON_EFFECTS:
+            return str(r["effect_id"])
         return str(r["award_id"])
 
 

@@ -17,7 +17,9 @@ from streams.embedded_broker import free_port, port_in_use
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TIMEOUT_S = 120.0
 ROWS = ("interactions sent", "execution scores", "duplicates recognised", "dead letters",
-        "gaps opened", "lessons assigned", "bonus awards", "points awarded")
+        "gaps opened", "gaps to employees truly below target", "gaps to employees at/above target",
+        "pairs truly below target at end", "pairs a shortfall below target at end",
+        "lessons assigned", "bonus awards", "points awarded")
 
 
 def _stat(pid: int) -> tuple[int, str, int] | None:
@@ -119,6 +121,21 @@ def test_demo_runs_prints_the_summary_and_leaves_nothing_running(tmp_path: Path)
     assert rows["duplicates recognised"] == duplicate
     assert rows["dead letters"] >= malformed > 0
     assert rows["gaps opened"] > 0 and rows["lessons assigned"] > 0
+    # every opened gap judged by the simulator's truth at the gap's event time
+    assert rows["gaps to employees truly below target"] + \
+        rows["gaps to employees at/above target"] == rows["gaps opened"], rows
+    assert "gaps not judged" not in text
+    for name in ("gaps to employees truly below target", "gaps to employees at/above target"):
+        share = re.search(rf"^  {re.escape(name)} +\d+  \((\d+\.\d) %\)", text, re.MULTILINE)
+        assert share, text[-3000:]
+        assert float(share.group(1)) == pytest.approx(100 * rows[name] / rows["gaps opened"],
+                                                      abs=0.05)
+    had_gap = re.search(r"pairs truly below target at end +\d+  employee-standard pairs; "
+                        r"(\d+) of them had a gap opened", text)
+    assert had_gap, text[-3000:]
+    assert 0 < rows["pairs truly below target at end"]  # 10 employees, a few weak traits
+    assert int(had_gap.group(1)) <= rows["pairs truly below target at end"]
+    assert rows["pairs a shortfall below target at end"] <= rows["pairs truly below target at end"]
     assert rows["bonus awards"] > 0 and rows["points awarded"] >= rows["bonus awards"]
     assert "conservation: every record sent was scored, recognised as a duplicate or " \
            "dead-lettered\n" in text, text[-1500:]

@@ -1,25 +1,25 @@
 """The ledger on SQLite and on a real PostgreSQL server: exactly-once writes whatever the
-delivery order, the lesson lifecycle, balances, and the migrations."""
+delivery order, balances, and the migrations. (The lesson lifecycle: test_lesson_lifecycle.)"""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ledger.decisions import simulated_decisions
-from sqlalchemy import Engine, select
+from ledger.snapshot import snapshot
+from sqlalchemy import Engine, inspect, select
 
 from models.events import (
     BonusAward,
     LessonAssignment,
     LessonCompletion,
+    LessonEffect,
     PerformanceGap,
 )
-from models.ledger import Assignment, Award, Completion, Gap
+from models.ledger import Assignment, Award, Completion, Effect, Gap, PendingEnding
 from models.playbook import load_playbook
 from streams.ledger_schema import (
     LedgerSchemaError,
@@ -29,53 +29,21 @@ from streams.ledger_schema import (
     head_revision,
     migrate,
 )
-from streams.ledger_store import APPLIED, PENDING, REJECTED, LedgerRecord, LedgerStore
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    engine = create_ledger_engine(url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def store(empty_engine: Engine) -> LedgerStore:
-    migrate(empty_engine)
-    return LedgerStore(empty_engine)
+from streams.ledger_store import APPLIED, LedgerRecord, LedgerStore
 
 
 def decisions() -> list[LedgerRecord]:
-    out = simulated_decisions(seed=3, interactions=1500)
+    # half the lessons completed, so that others expire or are cancelled by their gap closing
+    out = simulated_decisions(seed=3, interactions=3000, employees=6, complete_share=0.5)
     kinds = {type(r) for r in out}
-    assert kinds == {BonusAward, PerformanceGap, LessonAssignment, LessonCompletion}
+    assert kinds == {BonusAward, PerformanceGap, LessonAssignment, LessonEffect,
+                     LessonCompletion}
+    statuses = {r.status for r in out if isinstance(r, LessonAssignment)}
+    assert statuses >= {"assigned", "completed", "expired", "cancelled"}
     return out
 
 
 RECORDS = decisions()
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in a stable order, for comparing two ledgers."""
-    tables = {"awards": (Award, Award.award_id), "gaps": (Gap, Gap.gap_id, Gap.status),
-              "assignments": (Assignment, Assignment.assignment_id),
-              "completions": (Completion, Completion.event_id)}
-    out = {}
-    with engine.connect() as conn:
-        for name, (table, *order) in tables.items():
-            rows = conn.execute(select(table.__table__).order_by(*order)).all()
-            out[name] = [tuple(_plain(v) for v in row) for row in rows]
-    return out
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):  # SQLite hands back naive UTC
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-    return value
 
 
 def test_every_decision_lands_once(store: LedgerStore) -> None:
@@ -83,15 +51,19 @@ def test_every_decision_lands_once(store: LedgerStore) -> None:
     awards = [r for r in RECORDS if isinstance(r, BonusAward)]
     assert store.ids(Award) == {a.award_id for a in awards}
     assert store.count(Gap) == sum(isinstance(r, PerformanceGap) for r in RECORDS)
-    assert store.ids(Assignment) == {r.assignment_id for r in RECORDS
-                                     if isinstance(r, LessonAssignment)}
-    # every completion the stream accepted is applied, none pending or rejected
+    lessons = [r for r in RECORDS if isinstance(r, LessonAssignment)]
+    assert store.ids(Assignment) == {r.assignment_id for r in lessons if r.status == "assigned"}
+    assert store.ids(Effect) == {r.effect_id for r in RECORDS if isinstance(r, LessonEffect)}
+    # each assignment ends as its ending record says (the last record of an id), once
+    expected = {r.assignment_id: r.status for r in lessons}
     with store.engine.connect() as conn:
+        statuses = dict(conn.execute(select(Assignment.assignment_id, Assignment.status)).all())
         outcomes = conn.execute(select(Completion.outcome)).scalars().all()
-        statuses = set(conn.execute(select(Assignment.status)).scalars())
+    assert statuses == expected
+    assert store.count(PendingEnding) == 0
+    # every completion the worker accepted is applied, none pending or rejected
     assert set(outcomes) == {APPLIED}
     assert len(outcomes) == sum(isinstance(r, LessonCompletion) for r in RECORDS)
-    assert statuses <= {"assigned", "completed"} and "completed" in statuses
 
 
 def test_redelivery_and_any_order_give_the_same_ledger(empty_engine: Engine,
@@ -101,7 +73,9 @@ def test_redelivery_and_any_order_give_the_same_ledger(empty_engine: Engine,
     for start in range(0, len(RECORDS), 97):  # batches, as a sink writes them
         store.write(RECORDS[start:start + 97])
     reference = snapshot(empty_engine)
-    # the same records again (a replayed topic), then shuffled (other partition interleaving)
+    assert reference["lesson_effects"] and reference["completions"]
+    # the same records again (a replayed topic), then shuffled (any arrival order, even an
+    # ending before its assignment)
     store.write(RECORDS)
     shuffled = list(RECORDS)
     random.Random(5).shuffle(shuffled)
@@ -116,84 +90,6 @@ def test_redelivery_and_any_order_give_the_same_ledger(empty_engine: Engine,
         other_store.write(shuffled[start:start + 50])
     assert snapshot(other) == snapshot(empty_engine)
     other.dispose()
-
-
-def _one_assignment() -> tuple[LessonAssignment, LessonCompletion]:
-    a = next(r for r in RECORDS if isinstance(r, LessonAssignment))
-    c = next(r for r in RECORDS if isinstance(r, LessonCompletion)
-             and r.assignment_id == a.assignment_id)
-    return a, c
-
-
-def _completion(a: LessonAssignment, event_id: str, employee_id: str | None = None,
-                hours: float = 2) -> LessonCompletion:
-    return LessonCompletion(event_id=event_id, assignment_id=a.assignment_id,
-                            employee_id=employee_id or a.employee_id,
-                            completed_at=a.at + timedelta(hours=hours))
-
-
-def _completion_row(store: LedgerStore, event_id: str) -> tuple[str, str]:
-    with store.engine.connect() as conn:
-        row = conn.execute(select(Completion.outcome, Completion.reason)
-                           .where(Completion.event_id == event_id)).one()
-    return row.outcome, row.reason
-
-
-def _assignment(store: LedgerStore, assignment_id: str) -> Any:
-    with store.engine.connect() as conn:
-        return conn.execute(select(Assignment.__table__)
-                            .where(Assignment.assignment_id == assignment_id)).one()
-
-
-def test_completion_before_its_assignment_waits_then_applies(store: LedgerStore) -> None:
-    a, c = _one_assignment()
-    assert store.write([c]).completions == {PENDING: 1}
-    assert _completion_row(store, c.event_id)[0] == PENDING
-    assert store.write([a]).completions == {APPLIED: 1}
-    row = _assignment(store, a.assignment_id)
-    assert (row.status, row.completion_event_id) == ("completed", c.event_id)
-    assert _completion_row(store, c.event_id) == (APPLIED, "")
-
-
-def test_bad_completions_are_recorded_with_a_reason_and_never_applied_twice(
-        store: LedgerStore) -> None:
-    a, c = _one_assignment()
-    store.write([a, c])
-    again = _completion(a, "second-completion")
-    stranger = _completion(a, "someone-else", employee_id="emp-intruder")
-    result = store.write([again, stranger, c])  # c itself: already seen, ignored
-    assert result.completions == {REJECTED: 2}
-    outcome, reason = _completion_row(store, "second-completion")
-    assert outcome == REJECTED and "already completed" in reason
-    outcome, reason = _completion_row(store, "someone-else")
-    assert outcome == REJECTED and "belongs to employee" in reason
-    assert _assignment(store, a.assignment_id).completion_event_id == c.event_id
-
-
-def test_overdue_sweep_and_late_completion(store: LedgerStore) -> None:
-    a, _ = _one_assignment()
-    store.write([a])
-    assert store.sweep_overdue(a.due_at - timedelta(minutes=1)) == 0
-    assert store.sweep_overdue(a.due_at + timedelta(minutes=1)) >= 1
-    assert _assignment(store, a.assignment_id).status == "overdue"
-    assert store.sweep_overdue(a.due_at + timedelta(days=30)) == 0  # already overdue
-    store.write([_completion(a, "late", hours=24 * 30)])
-    assert _assignment(store, a.assignment_id).status == "completed"
-
-
-def test_lesson_effectiveness_is_kept_per_assignment(store: LedgerStore) -> None:
-    store.write(RECORDS)
-    closed = {r.gap_id: r for r in RECORDS
-              if isinstance(r, PerformanceGap) and r.status == "closed"}
-    with store.engine.connect() as conn:
-        rows = conn.execute(select(Assignment.__table__)).all()
-    assert all(r.pass_rate_before is not None and r.pass_rate_before < 1 for r in rows)
-    measured = [r for r in rows if r.pass_rate_after is not None]
-    assert measured, "some gaps closed after their lesson"
-    for r in measured:
-        gap = closed[r.gap_id]
-        assert r.pass_rate_after == round(gap.evidence.passes / gap.evidence.sample, 4)
-        assert r.pass_rate_after > r.pass_rate_before
 
 
 def test_balances_match_the_awards_and_the_daily_cap(store: LedgerStore) -> None:
@@ -215,31 +111,65 @@ def test_balances_match_the_awards_and_the_daily_cap(store: LedgerStore) -> None
         sum(a.points for a in awards if a.team_id == team)
 
 
+def _insert(engine: Engine, table: str, row: dict[str, Any]) -> None:
+    """A row as an older revision's code wrote it (plain SQL: the models are the newest)."""
+    marker = "?" if engine.dialect.name == "sqlite" else "%s"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(row)}) VALUES "
+                             f"({', '.join([marker] * len(row))})", tuple(row.values()))
+
+
 def test_migrations_upgrade_an_empty_and_a_previous_revision_database(
         empty_engine: Engine) -> None:
     with pytest.raises(LedgerSchemaError, match="no schema yet: run `frontline ledger migrate`"):
         check_schema(empty_engine)
     assert migrate(empty_engine, "0001") == "0001"
-    with pytest.raises(LedgerSchemaError, match="revision 0001, this version needs"):
+    with pytest.raises(LedgerSchemaError, match="revision 0001, this version needs 0003"):
+        check_schema(empty_engine)
+    assert migrate(empty_engine, "0002") == "0002"
+    with pytest.raises(LedgerSchemaError, match="revision 0002, this version needs 0003: run "
+                       "`frontline ledger migrate`"):
         check_schema(empty_engine)
     # a database of the previous revision, with data in it, keeps its rows on upgrade
-    a, _ = _one_assignment()
-    with empty_engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO assignments (assignment_id, employee_id, team_id, standard, "
-            "lesson_id, gap_id, assigned_at, due_at, playbook_version, evidence, status) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'assigned')" if
-            empty_engine.dialect.name == "sqlite" else
-            "INSERT INTO assignments (assignment_id, employee_id, team_id, standard, "
-            "lesson_id, gap_id, assigned_at, due_at, playbook_version, evidence, status) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'assigned')",
-            (a.assignment_id, a.employee_id, a.team_id, a.standard, a.lesson_id, a.gap_id,
-             a.at, a.due_at, a.playbook_version, a.evidence.model_dump_json()))
-    assert migrate(empty_engine) == head_revision() == current_revision(empty_engine)
+    a, done = next((r, c) for r in RECORDS if isinstance(r, LessonAssignment)
+                   for c in RECORDS if isinstance(c, LessonCompletion)
+                   and c.assignment_id == r.assignment_id)
+    b = next(r for r in RECORDS if isinstance(r, LessonAssignment) and r.status == "assigned"
+             and r.assignment_id != a.assignment_id)
+    for x, status in ((a, "completed"), (b, "assigned")):
+        _insert(empty_engine, "assignments", {
+            "assignment_id": x.assignment_id, "employee_id": x.employee_id,
+            "team_id": x.team_id, "standard": x.standard, "lesson_id": x.lesson_id,
+            "gap_id": x.gap_id, "assigned_at": x.at, "due_at": x.due_at,
+            "playbook_version": x.playbook_version, "evidence": x.evidence.model_dump_json(),
+            "status": status, "pass_rate_before": 0.4,
+            "completed_at": done.completed_at if status == "completed" else None,
+            "completion_event_id": done.event_id if status == "completed" else None})
+    _insert(empty_engine, "completions", {
+        "event_id": done.event_id, "assignment_id": a.assignment_id,
+        "employee_id": a.employee_id, "completed_at": done.completed_at, "outcome": "applied",
+        "reason": ""})
+    assert migrate(empty_engine) == head_revision() == current_revision(empty_engine) == "0003"
     check_schema(empty_engine)
-    row = _assignment(LedgerStore(empty_engine), a.assignment_id)
-    assert row.pass_rate_before == round(a.evidence.passes / a.evidence.sample, 4)
-    assert row.status == "assigned" and row.completed_at is None
+    columns = {c["name"] for c in inspect(empty_engine).get_columns("assignments")}
+    assert "ended_at" in columns and not columns & {"pass_rate_before", "pass_rate_after"}
+    store = LedgerStore(empty_engine)
+    rows = {r["assignment_id"]: r for r in store.rows("assignments")}
+    completed, open_ = rows[a.assignment_id], rows[b.assignment_id]
+    assert (completed["status"], completed["ended_at"], completed["completion_event_id"]) == \
+        ("completed", completed["completed_at"], done.event_id)
+    assert completed["ended_at"] is not None
+    assert (open_["status"], open_["ended_at"], open_["completed_at"]) == \
+        ("assigned", None, None)
+    assert [c["outcome"] for c in store.rows("completions")] == [APPLIED]
+    # the upgraded ledger takes the new records: an ending, a lesson effect
+    ending = next((r for r in RECORDS if isinstance(r, LessonAssignment)
+                   and r.assignment_id == b.assignment_id and r.status != "assigned"), None)
+    effect = next(r for r in RECORDS if isinstance(r, LessonEffect))
+    result = store.write([effect] + ([ending] if ending else []))
+    assert result.inserted == {"lesson_effects": 1}
+    assert result.ended == (1 if ending else 0)
+    assert store.ids(Effect) == {effect.effect_id}
 
 
 def test_an_unreachable_database_is_one_line() -> None:

@@ -1,5 +1,5 @@
 """The traffic simulator without a broker: determinism, the contract, shares, event time, weak
-employees and the learning loop."""
+employees, the learning loop and the truth it knows (true pass rates over event time)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,18 @@ import pytest
 from pydantic import ValidationError
 
 from models.events import Evidence, Interaction, LessonAssignment, LessonCompletion
-from streams.simulator import QA_ITEMS, SimRecord, Simulator, SimulatorConfig
+from models.playbook import load_playbook
+from streams.demo import judge_gaps
+from streams.simulator import (
+    CUSTOMER_SATISFACTION,
+    FIRST_CONTACT_RESOLUTION,
+    HOLD_TIME,
+    QA_ITEMS,
+    TRAITS,
+    SimRecord,
+    Simulator,
+    SimulatorConfig,
+)
 
 SAMPLE = 20_000
 
@@ -257,3 +268,139 @@ def test_config_accepts_other_time_zones_and_edges() -> None:
     assert ends == sorted(ends) and ends[0] >= start
     assert all(e.utcoffset() == timedelta(hours=-5) and 9 <= e.hour < 17 for e in ends)
     assert ends[-1] - ends[0] > timedelta(days=2)  # 55 contacts a day for one employee
+
+
+
+def _passes(interaction: Interaction) -> dict[str, bool]:
+    """What the default playbook's standards say of an interaction, where they apply."""
+    passed = dict(interaction.qa)
+    if interaction.channel in ("voice", "chat"):
+        passed[HOLD_TIME] = interaction.hold_s <= 60
+    if interaction.resolved is not None:
+        passed[FIRST_CONTACT_RESOLUTION] = interaction.resolved
+    if interaction.csat is not None:
+        passed[CUSTOMER_SATISFACTION] = interaction.csat >= 4
+    return passed
+
+
+def test_true_rates_of_derived_standards_match_the_pass_rates_in_the_work() -> None:
+    # everyone surveyed and about 6,000 contacts each: pass rates within about 0.01 (1 sd)
+    sim = Simulator(SimulatorConfig(seed=3, employees=4, teams=1, survey_share=1.0,
+                                    malformed_share=0.0, duplicate_share=0.0))
+    passes: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for _ in range(24_000):
+        interaction = Interaction.model_validate_json(sim.next_record().value)
+        for standard, passed in _passes(interaction).items():
+            passes[(interaction.employee_id, standard)].append(passed)
+
+    for profile in sim.employees():
+        rates = sim.true_rates(profile.employee_id)
+        assert set(rates) == set(TRAITS)
+        for standard in TRAITS:
+            seen = passes[(profile.employee_id, standard)]
+            assert len(seen) > 4000
+            assert sum(seen) / len(seen) == pytest.approx(rates[standard], abs=0.03), \
+                (profile.employee_id, standard)
+            assert sim.true_rate(profile.employee_id, standard) == rates[standard]
+        p = profile.pass_probability
+        for standard in (*QA_ITEMS, HOLD_TIME):
+            assert rates[standard] == p[standard]
+        # fewer requests are resolved when transferred; a satisfied customer needs a good contact
+        assert rates[FIRST_CONTACT_RESOLUTION] < p[FIRST_CONTACT_RESOLUTION]
+        assert rates[CUSTOMER_SATISFACTION] < p[CUSTOMER_SATISFACTION] - 0.1
+    with pytest.raises(KeyError):
+        sim.true_rate("emp-9999", "greeting")
+    with pytest.raises(KeyError):
+        sim.true_rate("emp-0001", "not-a-standard")
+
+
+@pytest.fixture(scope="module")
+def learned() -> tuple[Simulator, list[SimRecord], datetime, dict[str, float], dict[str, float]]:
+    """Two employees, emp-0001 weak on first contact resolution: its lesson is assigned after
+    2,000 records and completed later. (simulator, records, clock when the completion was
+    delivered, emp-0001's true rates before, after)."""
+    sim = Simulator(SimulatorConfig(seed=3, employees=2, teams=1))
+    assert FIRST_CONTACT_RESOLUTION in sim.employees()[0].weak
+    before = sim.true_rates("emp-0001")
+    records = [sim.next_record() for _ in range(2000)]
+    sim.on_assignment(_assignment("emp-0001", FIRST_CONTACT_RESOLUTION, sim.now(), 1))
+    delivered: datetime | None = None
+    for _ in range(8000):
+        records.append(sim.next_record())
+        if records[-1].topic_kind == "completion":
+            delivered = sim.now()
+    assert delivered is not None  # asg-1 of seed 3 is completed
+    return sim, records, delivered, before, sim.true_rates("emp-0001")
+
+
+def test_true_rate_changes_at_the_event_time_a_lesson_shows_in_the_work(
+        learned: tuple[Simulator, list[SimRecord], datetime, dict[str, float],
+                       dict[str, float]]) -> None:
+    sim, records, delivered, before, after = learned
+    fcr = FIRST_CONTACT_RESOLUTION
+    start = sim.config.start
+    ms = timedelta(milliseconds=1)
+    assert after[fcr] > 0.85 and before[fcr] < 0.6
+    # a satisfied customer needs a resolved request: that truth moves too, the others do not
+    assert after[CUSTOMER_SATISFACTION] > before[CUSTOMER_SATISFACTION]
+    assert {k: v for k, v in after.items() if k not in (fcr, CUSTOMER_SATISFACTION)} == \
+        {k: v for k, v in before.items() if k not in (fcr, CUSTOMER_SATISFACTION)}
+    for at, expected in ((start - timedelta(days=1), before), (start, before),
+                         (delivered, before),  # that interaction was made before
+                         (delivered + ms, after), (sim.now(), after), (None, after)):
+        assert sim.true_rates("emp-0001", at) == expected, at
+        assert sim.true_rate("emp-0001", fcr, at) == expected[fcr]
+    assert sim.true_rates("emp-0002", start) == sim.true_rates("emp-0002", sim.now())
+
+    # the interactions on either side of the change pass as often as the truth at their time
+    # says (late records included: they are judged by when they happened, not were delivered)
+    sides: dict[bool, tuple[list[bool], list[float]]] = {False: ([], []), True: ([], [])}
+    for record in records:
+        if record.kind != "valid" or record.topic_kind != "interaction":
+            continue
+        interaction = Interaction.model_validate_json(record.value)
+        if interaction.employee_id != "emp-0001" or interaction.resolved is None:
+            continue
+        passed, truth = sides[interaction.ended_at > delivered]
+        passed.append(interaction.resolved)
+        truth.append(sim.true_rate("emp-0001", fcr, interaction.ended_at))
+    for passed, truth in sides.values():
+        assert len(passed) > 700
+        assert sum(passed) / len(passed) == pytest.approx(sum(truth) / len(truth), abs=0.05)
+    assert set(sides[False][1]) == {before[fcr]} and set(sides[True][1]) == {after[fcr]}
+
+
+def test_the_demo_judges_opened_gaps_by_the_truth_at_their_event_time(
+        learned: tuple[Simulator, list[SimRecord], datetime, dict[str, float],
+                       dict[str, float]]) -> None:
+    sim, _, delivered, before, after = learned
+    playbook = load_playbook(None)
+    fcr = FIRST_CONTACT_RESOLUTION
+    target = playbook.standards[fcr].target
+    assert before[fcr] < target <= after[fcr]
+
+    def gap(n: int, standard: str, at: datetime, status: str = "opened",
+            employee_id: str = "emp-0001") -> dict[str, Any]:
+        return {"gap_id": f"gap-{n}", "employee_id": employee_id, "standard": standard,
+                "status": status, "at": at.isoformat(), "target": target}
+
+    gaps = [gap(1, fcr, delivered - timedelta(hours=1)),  # truly below then
+            gap(1, fcr, delivered + timedelta(hours=2), "closed"),  # only opened ones count
+            gap(2, fcr, delivered + timedelta(hours=1)),  # after the lesson: at/above
+            gap(3, "greeting", delivered),  # 0.95 >= 0.7
+            gap(4, "greeting", delivered, employee_id="emp-9999"),  # nobody the sim knows
+            gap(5, "sentiment", delivered)]  # nor a standard it knows
+    truth = judge_gaps(gaps, sim, playbook)
+    assert (truth.below, truth.at_or_above, truth.unjudged) == (1, 2, 2)
+
+    # at the end: the pairs truly below the playbook's targets, and whether they had a gap
+    below = {(p.employee_id, s) for p in sim.employees()
+             for s, rate in sim.true_rates(p.employee_id).items()
+             if rate < playbook.standards[s].target}
+    assert ("emp-0001", fcr) not in below and ("emp-0002", fcr) in below
+    assert truth.pairs_below == len(below)
+    assert truth.pairs_below_gapped == len(below & {("emp-0001", "greeting"),
+                                                    ("emp-0001", fcr)})
+    assert truth.pairs_short <= truth.pairs_below
+    assert judge_gaps([gap(6, fcr, delivered, employee_id="emp-0002")], sim,
+                      playbook).pairs_below_gapped == 1
