@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import NoReturn
 
+from agents.gap_rule import GapRule
 from models.playbook import PlaybookError, load_playbook
 from streams.settings import Settings, SettingsError
 
@@ -242,8 +243,26 @@ def cmd_playbook(args: argparse.Namespace) -> int:
     print(f"playbook {playbook.version} ({path or 'shipped default'}): "
           f"{len(playbook.standards)} standards, daily points cap "
           f"{playbook.limits.daily_points_cap}")
+    ev = playbook.evidence
+    print(f"gap tests (Bernoulli CUSUM): false gaps at most {ev.false_gap_rate:.1%} of employees "
+          f"at target and false closes at most {ev.false_close_rate:.1%} of employees at "
+          f"target - shortfall, per {ev.per_interactions} applicable interactions")
+    rows = [("standard", "weight", "lesson", "target", "vs", "false gaps", "open at", "close at",
+             "caught", "median")]
     for name, standard in playbook.standards.items():
-        print(f"  {name}: weight {standard.weight}, lesson {standard.lesson}")
+        d = GapRule.for_standard(playbook, name).design
+        rows.append((name, f"{standard.weight:g}", standard.lesson, f"{d.target:g}",
+                     f"{d.alternative:g}", f"{d.opening.false_alarm:.2%}",
+                     f"{d.opening.llr(d.opening.threshold):.2f}",
+                     f"{d.closing.llr(d.closing.threshold):.2f}", f"{d.power:.1%}",
+                     str(d.median_delay) if d.median_delay is not None else "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  " + "  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    print(f"  (open at / close at: thresholds in log-likelihood-ratio units; caught: share of "
+          f"employees at the alternative rate with a gap within {ev.per_interactions}, median "
+          f"interactions to it)")
     return 0
 
 

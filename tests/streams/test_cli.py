@@ -193,16 +193,22 @@ def test_playbook_check_prints_version_and_standards(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     edited = tmp_path / "next.yaml"
-    edited.write_text(_default_playbook().replace('version: "2026.11.1"', 'version: "2026.12.1"'))
+    edited.write_text(_default_playbook().replace('version: "2026.12.1"', 'version: "2027.1.1"')
+                      .replace("false_gap_rate: 0.045", "false_gap_rate: 0.02"))
     code, out, err = run_main(["playbook", "check", str(edited)], capsys)
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].startswith(f"playbook 2026.12.1 ({edited}): 9 standards")
-    assert any(line.strip().startswith("empathy: weight 1.5, lesson empathy-statements")
-               for line in lines[1:])
+    assert lines[0].startswith(f"playbook 2027.1.1 ({edited}): 9 standards")
+    assert "false gaps at most 2.0% of employees at target" in lines[1]
+    # each standard's derived design: target, alternative, the exact false-gap rate (within
+    # the budget), thresholds, power and median delay
+    (empathy,) = [line.split() for line in lines if line.strip().startswith("empathy ")]
+    assert empathy[:5] == ["empathy", "1.5", "empathy-statements", "0.8", "0.65"]
+    assert 1.0 < float(empathy[5].rstrip("%")) <= 2.0
+    assert float(empathy[6]) > 6.03  # a smaller budget needs a higher threshold
     monkeypatch.setenv("FRONTLINE_PLAYBOOK", str(edited))  # the worker's own setting
     code, out, _ = run_main(["playbook", "check"], capsys)
-    assert code == 0 and out.startswith("playbook 2026.12.1")
+    assert code == 0 and out.startswith("playbook 2027.1.1")
 
 
 # ---- ports that are taken --------------------------------------------------------------------
