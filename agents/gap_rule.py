@@ -68,8 +68,9 @@ class GapRule:
                    f"{d.alternative:g} or below reached the threshold ({rate} since it last "
                    f"stood at zero)")
         else:
-            why = (f"the evidence that the pass rate is back from {d.alternative:g} at "
-                   f"{d.target:g} reached the threshold ({rate} since it last stood at zero)")
+            why = (f"the evidence that the pass rate is back from {d.alternative:g} above the "
+                   f"target, at {d.recovered:g}, reached the threshold ({rate} since it last "
+                   f"stood at zero)")
         return {
             "interaction_ids": list(st.ids),
             "statistic": "bernoulli_cusum_" + ("fall" if change == "opened" else "recovery"),
@@ -87,6 +88,7 @@ class GapRule:
             "test": "bernoulli_cusum",
             "target": d.target,
             "alternative": d.alternative,
+            "recovered": d.recovered,
             "per_interactions": d.opening.horizon,
             "false_gap_budget": d.false_gap_budget,
             "false_gap_rate": round(d.opening.false_alarm, 4),

@@ -50,8 +50,9 @@ class GapDesign:
 
     target: float
     alternative: float  # target - shortfall: the pass rate the opening test looks for
+    recovered: float  # the pass rate the closing test looks for: clearly back above target
     opening: OneSidedCusum  # H0 rate = target, alarm = rate has fallen to `alternative`
-    closing: OneSidedCusum  # H0 rate = alternative, alarm = rate is back at target
+    closing: OneSidedCusum  # H0 rate = alternative, alarm = rate is back at `recovered`
     false_gap_budget: float
     false_close_budget: float
     # at rate = alternative: chance of a gap within `horizon` looks and its median delay
@@ -144,10 +145,12 @@ def design_gap_tests(target: float, shortfall: float, false_gap_rate: float,
     alternative = round(target - shortfall, 6)
     if not 0 < alternative < target < 1:
         raise ValueError(f"target {target:g} - shortfall {shortfall:g} must stay above 0")
+    recovered = round(min(target + shortfall / 3, 1 - (1 - target) / 2), 6)
     opening = _calibrate(target, alternative, false_gap_rate, horizon, HEAD_START)
-    closing = _calibrate(alternative, target, false_close_rate, horizon)
+    closing = _calibrate(alternative, recovered, false_close_rate, horizon)
     cdf = run_length_cdf(opening.up, opening.down, opening.threshold, 1 - alternative, horizon,
                          start=opening.start)
     median = next((n + 1 for n, c in enumerate(cdf) if c >= 0.5), None)
-    return GapDesign(target, alternative, opening, closing, false_gap_rate, false_close_rate,
+    return GapDesign(target, alternative, recovered, opening, closing, false_gap_rate,
+                     false_close_rate,
                      power=cdf[-1], median_delay=median)

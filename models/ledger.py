@@ -5,6 +5,7 @@ Alembic migrations in models/migrations; these classes must match the newest rev
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -28,7 +29,7 @@ class Award(Base):
     period: Mapped[str] = mapped_column(String(10), index=True)  # day in the playbook's zone
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     playbook_version: Mapped[str] = mapped_column(String(100))
-    evidence: Mapped[dict] = mapped_column(JSON)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Gap(Base):
@@ -42,7 +43,7 @@ class Gap(Base):
     target: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     playbook_version: Mapped[str] = mapped_column(String(100))
-    evidence: Mapped[dict] = mapped_column(JSON)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Assignment(Base):
@@ -58,7 +59,7 @@ class Assignment(Base):
     assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     playbook_version: Mapped[str] = mapped_column(String(100))
-    evidence: Mapped[dict] = mapped_column(JSON)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)
     # lifecycle, from the worker's records: assigned -> completed | expired | superseded |
     # cancelled (final); the ledger's own sweep marks an assigned one past its due time overdue
     status: Mapped[str] = mapped_column(String(10), default="assigned")

@@ -87,7 +87,7 @@ class EvidencePolicy(_Strict):
         0.045, description="share of employees exactly at target who may get a (false) gap "
         "per `per_interactions` applicable interactions")
     false_close_rate: Annotated[float, Field(ge=0.001, le=0.2)] = Field(
-        0.02, description="share of employees truly `shortfall` below target whose open gap "
+        0.01, description="share of employees truly `shortfall` below target whose open gap "
         "may (falsely) close per `per_interactions` applicable interactions")
     per_interactions: Annotated[int, Field(ge=20, le=1000)] = 200
     effect_window: Annotated[int, Field(ge=5, le=200)] = Field(

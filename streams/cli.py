@@ -126,16 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     for table in ("awards", "assignments"):
         q = ledger.add_parser(table, help=f"list {table}, oldest first")
         _ledger_filters(q)
-        q.add_argument("--status", help="assigned, completed, overdue" if table ==
-                       "assignments" else argparse.SUPPRESS)
+        q.add_argument("--status", help="assigned, overdue, completed, expired, cancelled, "
+                       "superseded" if table == "assignments" else argparse.SUPPRESS)
     q = ledger.add_parser("lessons", help="per lesson: how assignments ended, time to "
                           "complete, effect with 95 % CI")
     _ledger_filters(q)
     q.add_argument("--format", choices=("text", "json"), default="text")
     q = ledger.add_parser("export", help="export a table as CSV or JSON lines (stdout)")
     q.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    q.add_argument("--table", choices=("awards", "assignments", "gaps", "completions"),
-                   default="awards")
+    q.add_argument("--table", choices=("awards", "assignments", "gaps", "completions",
+                                       "lesson_effects"), default="awards")
     _ledger_filters(q)
     q = ledger.add_parser("reconcile", help="compare ids on the output topics with the "
                           "ledger; exit 1 if any is missing on either side")
@@ -298,4 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's module, not this __main__ copy, so that the error classes the ledger
+    # commands raise (imported from streams.cli) are the ones main() catches.
+    from streams import cli as _cli
+
+    sys.exit(_cli.main())

@@ -62,7 +62,7 @@ def check_schema(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except SQLAlchemyError as exc:
-        reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise LedgerSchemaError(f"cannot reach the ledger database {url}: {reason}") from None
     head = head_revision()
     if current == head:

@@ -48,6 +48,7 @@ class WriteResult:
 class LedgerStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._insert: Any  # the dialect's insert, which has on_conflict_do_nothing
         dialect = engine.dialect.name
         if dialect == "postgresql":
             self._insert = postgresql.insert

@@ -62,8 +62,7 @@ def lesson_summaries(engine: Engine, *, since: datetime | None = None,
     statuses = (select(Assignment.lesson_id, Assignment.status, func.count()).where(*chosen)
                 .group_by(Assignment.lesson_id, Assignment.status))
     completed = select(Assignment.lesson_id, Assignment.assigned_at,
-                       Assignment.completed_at).where(*chosen, Assignment.status == "completed",
-                                                      Assignment.completed_at.is_not(None))
+                       Assignment.completed_at).where(*chosen, Assignment.status == "completed")
     effects = select(Effect.lesson_id, Effect.group_name, Effect.before_passes,
                      Effect.before_n, Effect.after_passes, Effect.after_n).where(
         *_filters(Effect, Effect.at, since, team_id, employee_id))
@@ -74,8 +73,9 @@ def lesson_summaries(engine: Engine, *, since: datetime | None = None,
         for lesson_id, status, n in conn.execute(statuses):
             by_status[lesson_id][status] = int(n)
         for lesson_id, assigned_at, completed_at in conn.execute(completed):
-            spent = utc(completed_at) - utc(assigned_at)
-            hours[lesson_id].append(spent.total_seconds() / 3600)
+            if completed_at is not None:
+                spent = utc(completed_at) - utc(assigned_at)
+                hours[lesson_id].append(spent.total_seconds() / 3600)
         for lesson_id, group, *counts in conn.execute(effects):
             measurements[lesson_id].append(Measurement(group, *counts))
     return [LessonSummary(lesson_id, by_status.get(lesson_id, {}), hours.get(lesson_id, []),
@@ -115,8 +115,8 @@ def render_text(lessons: list[LessonSummary]) -> str:
 
     out = [line(headings), *(line(row) for row in cells), f"({len(lessons)} lessons)",
            "completion: completed / ended; median h: from assigned to completed",
-           "effect: the standard's pass-rate change after the lesson minus the change without "
-           "one (n comparison gaps)"]
+           ("effect: the standard's pass-rate change after the lesson minus the change "
+            "without one (n comparison gaps)")]
     return "\n".join(out)
 
 

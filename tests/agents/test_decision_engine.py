@@ -264,7 +264,7 @@ def test_sustained_passing_closes_exactly_once(engine, state, interactions):
     assert ev.value >= ev.threshold == test.llr(test.threshold)
     assert (ev.passes, ev.sample) == (expected + 1, expected + 1)
     assert ev.interaction_ids == [e.interaction_id for e in passes[:expected + 1]]
-    assert ev.design is not None and ev.design["false_close_budget"] == 0.02
+    assert ev.design is not None and ev.design["false_close_budget"] == 0.01
     assert state.standards["empathy"].gap_id is None
     # after a recovery the opening test starts from zero, without the head start
     assert state.standards["empathy"].s == 0

@@ -38,16 +38,17 @@ def test_run_length_distribution_is_exact(up, down, h, p, start):
 
 @pytest.mark.parametrize("target", [0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
 def test_thresholds_are_the_smallest_within_the_budget(target):
-    d = design_gap_tests(target, 0.15, 0.045, 0.02, 200)
+    d = design_gap_tests(target, 0.15, 0.045, 0.01, 200)
     o = d.opening
     assert o.false_alarm <= 0.045
     tighter = run_length_cdf(o.up, o.down, o.threshold - 1, 1 - target, 200,
                              start=int((o.threshold - 1) * 0.5))[-1]
     assert tighter > 0.045
     c = d.closing
-    assert c.false_alarm <= 0.02
-    assert run_length_cdf(c.up, c.down, c.threshold - 1, d.alternative, 200)[-1] > 0.02
+    assert c.false_alarm <= 0.01
+    assert run_length_cdf(c.up, c.down, c.threshold - 1, d.alternative, 200)[-1] > 0.01
     assert d.alternative == pytest.approx(target - 0.15)
+    assert target < d.recovered <= min(target + 0.05, 1 - (1 - target) / 2) + 1e-9
 
 
 def test_design_follows_the_playbook_with_a_per_standard_shortfall():
@@ -75,7 +76,7 @@ def _run(rule: GapRule, rates: list[float], rng: random.Random) -> list[tuple[in
 
 
 def _rule(target: float) -> GapRule:
-    return GapRule(design_gap_tests(target, 0.15, 0.045, 0.02, 200))
+    return GapRule(design_gap_tests(target, 0.15, 0.045, 0.01, 200))
 
 
 @pytest.mark.parametrize("target", [0.7, 0.8, 0.95])

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
 from ledger.decisions import simulated_decisions
 from ledger.snapshot import snapshot
 from sqlalchemy import Engine, inspect, select
@@ -19,9 +23,10 @@ from models.events import (
     LessonEffect,
     PerformanceGap,
 )
-from models.ledger import Assignment, Award, Completion, Effect, Gap, PendingEnding
+from models.ledger import Assignment, Award, Base, Completion, Effect, Gap, PendingEnding
 from models.playbook import load_playbook
 from streams.ledger_schema import (
+    MIGRATIONS,
     LedgerSchemaError,
     check_schema,
     create_ledger_engine,
@@ -170,6 +175,26 @@ def test_migrations_upgrade_an_empty_and_a_previous_revision_database(
     assert result.inserted == {"lesson_effects": 1}
     assert result.ended == (1 if ending else 0)
     assert store.ids(Effect) == {effect.effect_id}
+
+
+def test_the_newest_revision_downgrades_and_upgrades_again(store: LedgerStore) -> None:
+    store.write(RECORDS[:400])
+    assignments = store.ids(Assignment)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert current_revision(store.engine) == "0002"
+    tables = set(inspect(store.engine).get_table_names())
+    assert "assignments" in tables and not tables & {"lesson_effects", "pending_endings"}
+    assert migrate(store.engine) == "0003"
+    assert store.ids(Assignment) == assignments
+
+
+def test_the_tables_in_models_are_the_newest_revisions(store: LedgerStore) -> None:
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_an_unreachable_database_is_one_line() -> None:

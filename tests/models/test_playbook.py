@@ -83,7 +83,7 @@ def test_shipped_playbook_settings():
     assert pb.version == "2026.12.1"
     assert pb.timezone == "UTC"
     assert (pb.evidence.shortfall, pb.evidence.false_gap_rate) == (0.15, 0.045)
-    assert (pb.evidence.per_interactions, pb.evidence.false_close_rate) == (200, 0.02)
+    assert (pb.evidence.per_interactions, pb.evidence.false_close_rate) == (200, 0.01)
     assert pb.evidence.effect_window == 20
     assert pb.limits.lesson_grace_days == 3
     assert pb.standards["hold_time"].channels == ["voice", "chat"]
