@@ -77,7 +77,8 @@ def simulated(seed: int, count: int, **config: float) -> list[SimRecord]:
 
 def struggling(employee_id: str, n: int, tag: str = "") -> tuple[InteractionMaker, list[bytes]]:
     """`n` day-1 voice contacts that all fail empathy and all delight the customer (csat 5):
-    a gap on empathy opens at the 10th (min_sample), with its lesson; every one earns points."""
+    a gap on empathy opens at the 6th (the head start of a new employee), with its lesson; every
+    one earns points."""
     make = InteractionMaker(employee_id, start=DAY1, tag=tag)
     return make, [make(fail=("empathy",), csat=5) for _ in range(n)]
 
@@ -178,7 +179,10 @@ def check_consistency(by_topic: dict[str, list[Out]], sent: list[Sent]) -> None:
         gap = opened[a.gap_id]
         assert (a.employee_id, a.standard) == (gap.employee_id, gap.standard)
         assert a.lesson_id == PLAYBOOK.standards[a.standard].lesson
-        assert a.due_at > a.at
+        if a.status == "assigned":
+            assert a.due_at > a.at
+        else:
+            assert a.ended_at == a.at
     per_day: Counter[tuple[str, str]] = Counter()
     for o in by_topic[topics.BONUS_AWARDS]:
         award = BonusAward.model_validate_json(o.value)
@@ -353,6 +357,83 @@ def test_replayed_input_never_awards_or_assigns_twice(pipeline: Pipeline) -> Non
     assert out_after == {**out_before, topics.DEAD_LETTERS: out_before[topics.DEAD_LETTERS] + 1}
     assert p.metric("frontline_lessons_completed_total") == 1
     check_outputs(p, oracle, sent + replay)
+
+
+# ---- b2. the lesson lifecycle on the topics ---------------------------------------------------
+
+@pytest.mark.e2e
+def test_every_gap_gets_its_lesson_or_a_reason_and_every_assignment_ends(
+        pipeline: Pipeline) -> None:
+    p = pipeline
+    oracle = Oracle()
+    failing = ("greeting", "empathy", "proper_closing")
+    # three gaps at once: two lessons (the cap), the third deferred with the reason
+    life = InteractionMaker("emp-life", start=DAY1)
+    sent = p.produce([(b"emp-life", life(fail=failing)) for _ in range(6)])
+    expired = InteractionMaker("emp-expire", start=DAY1)
+    sent += p.produce([(b"emp-expire", expired(fail=("empathy",))) for _ in range(6)])
+    for s in sent:
+        oracle.feed(s)
+    p.wait_events({"processed": 12})
+    p.reader.wait_for(oracle.counts(), "gaps and lessons")
+    lessons = {a["standard"]: a for a in oracle.records(topics.LESSON_ASSIGNMENTS)
+               if a["employee_id"] == "emp-life"}
+    assert set(lessons) == {"greeting", "proper_closing"}
+    [deferred] = [g for g in oracle.records(topics.PERFORMANCE_GAPS) if g["status"] == "deferred"]
+    assert (deferred["employee_id"], deferred["standard"], deferred["reason"]) == \
+        ("emp-life", "empathy", "max_open_lessons")
+
+    # a completion frees a slot: the deferred gap gets its lesson with the next interaction
+    done = completion("emp-life", lessons["greeting"]["assignment_id"], "cmp-life-1",
+                      life.clock + timedelta(minutes=1), "warm-greeting")
+    more = p.produce([(b"emp-life", done)], topics.LESSON_COMPLETIONS)
+    assert oracle.feed(more[0]).outcome == "processed"
+    p.wait_events({"processed": 1}, topics.LESSON_COMPLETIONS)
+    step = p.produce([(b"emp-life", life(fail=failing))])
+    # then the employee recovers: the gaps close and the lessons not done are cancelled
+    step += p.produce([(b"emp-life", life()) for _ in range(45)])
+    # the other employee never does the lesson: it expires after due + grace (event time)
+    [a_exp] = [a for a in oracle.records(topics.LESSON_ASSIGNMENTS)
+               if a["employee_id"] == "emp-expire"]
+    grace = timedelta(days=PLAYBOOK.limits.lesson_grace_days)
+    late = datetime.fromisoformat(a_exp["due_at"]) + grace + timedelta(seconds=1)
+    step += p.produce([(b"emp-expire", expired(fail=("empathy",), at=late))])
+    for s in step:
+        oracle.feed(s)
+    more += step
+    p.wait_events({"processed": 12 + 47})
+    p.reader.wait_for(oracle.counts(), "the lifecycle")
+    check_outputs(p, oracle, sent + more)
+
+    by_id: dict[str, list[str]] = {}
+    for a in oracle.records(topics.LESSON_ASSIGNMENTS):
+        by_id.setdefault(a["assignment_id"], []).append(a["status"])
+    life_ids = {a["assignment_id"]: a["standard"]
+                for a in oracle.records(topics.LESSON_ASSIGNMENTS)
+                if a["employee_id"] == "emp-life"}
+    assert sorted((life_ids[k], v) for k, v in by_id.items() if k in life_ids) == [
+        ("empathy", ["assigned", "cancelled"]), ("greeting", ["assigned", "completed"]),
+        ("proper_closing", ["assigned", "cancelled"])]
+    assert by_id[a_exp["assignment_id"]] == ["assigned", "expired"]
+    # the expired lesson's gap is still open: it is assigned again (a new id)
+    again = [a for a in oracle.records(topics.LESSON_ASSIGNMENTS)
+             if a["employee_id"] == "emp-expire" and a["assignment_id"] != a_exp["assignment_id"]]
+    assert [(a["gap_id"], a["status"]) for a in again] == [(a_exp["gap_id"], "assigned")]
+    closed = {g["standard"] for g in oracle.records(topics.PERFORMANCE_GAPS)
+              if g["employee_id"] == "emp-life" and g["status"] == "closed"}
+    assert closed == set(failing)
+    effects = [e for e in oracle.records(topics.LESSON_EFFECTS) if e["employee_id"] == "emp-life"]
+    # the completed lesson is measured against its gap's own before; the cancelled ones were
+    # still open after 20 interactions, so they are comparison gaps
+    assert sorted((e["standard"], e["group"]) for e in effects) == [
+        ("empathy", "comparison"), ("greeting", "lesson"), ("proper_closing", "comparison")]
+    [measured] = [e for e in effects if e["group"] == "lesson"]
+    # greeting's gap opened at the 4th interaction: 2 more came before the completion; after
+    # it, one more failure, then passes
+    w = PLAYBOOK.evidence.effect_window
+    assert (measured["before_n"], measured["before_passes"], measured["after_n"],
+            measured["after_passes"]) == (2, 0, w, w - 1)
+    assert measured["assignment_id"] == lessons["greeting"]["assignment_id"]
 
 
 # ---- c. metrics ------------------------------------------------------------------------------
