@@ -37,7 +37,7 @@ class OneSidedCusum:
 
     def step(self, s: int, towards_alarm: bool) -> int:
         t = s + (self.up if towards_alarm else self.down)
-        return t if t > 0 else 0
+        return max(0, t)
 
     def llr(self, s: int) -> float:
         """The statistic in natural log-likelihood-ratio units."""
@@ -100,7 +100,7 @@ def run_length_cdf(up: int, down: int, threshold: int, p_up: float, looks: int,
             else:
                 new[t] += pr * p_up
             t = s + down
-            new[t if t > 0 else 0] += pr * q
+            new[max(0, t)] += pr * q
         probs = new
         cdf.append(alarmed)
     return cdf

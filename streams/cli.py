@@ -300,6 +300,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     # Run the package's module, not this __main__ copy, so that the error classes the ledger
     # commands raise (imported from streams.cli) are the ones main() catches.
-    from streams import cli as _cli
+    from streams import cli as _cli  # noqa: PLW0406 (deliberate: see above)
 
     sys.exit(_cli.main())

@@ -30,11 +30,11 @@ from agents.decision_engine import DecisionEngine
 from agents.employee_state import EmployeeState
 from agents.record_processor import RecordProcessor
 from models.events import record_id
-from streams.output_tally import record_key
 from models.playbook import load_playbook
 from streams import metrics, topics
 from streams.demo import start_worker, stop_process
 from streams.embedded_broker import EmbeddedBroker, free_port
+from streams.output_tally import record_key
 from streams.settings import Settings
 from streams.topic_admin import partition_counts
 

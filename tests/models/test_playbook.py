@@ -108,7 +108,7 @@ def test_load_playbook_from_a_file(tmp_path):
 
 def test_a_playbook_of_the_rolling_window_rule_is_refused_with_what_to_change():
     message = _error(_replace("  shortfall: 0.15\n", "  window: 20\n  min_sample: 10\n"))
-    src, line, field = _where(message)
+    _, line, field = _where(message)
     assert (line, field) == (4, "evidence.window"), message
     assert "replaced by a sequential test" in message
     assert "set evidence.shortfall and evidence.false_gap_rate" in message
