@@ -83,25 +83,23 @@ def _steps(p_null: float, p_alt: float) -> tuple[int, int, float]:
 def run_length_cdf(up: int, down: int, threshold: int, p_up: float, looks: int,
                    start: int = 0) -> list[float]:
     """P(alarm at or before look n), n = 1..looks, for the integer CUSUM whose statistic
-    moves by `up` with probability `p_up` and by `down` otherwise, floored at 0."""
-    probs = [0.0] * threshold
+    moves by `up` (> 0) with probability `p_up` and by `down` (< 0) otherwise, floored at 0."""
+    h, q = threshold, 1.0 - p_up
+    probs = [0.0] * h
     probs[start] = 1.0
     alarmed = 0.0
     cdf: list[float] = []
-    q = 1.0 - p_up
+    floor = 1 - down  # states 0 .. -down fall to 0 on a step down
+    zeros_down = [0.0] * (h - 1 - max(0, h - floor))
+    stays = max(0, h - up)  # states below this stay below the threshold on a step up
+    zeros_up = [0.0] * (h - stays)
     for _ in range(looks):
-        new = [0.0] * threshold
-        for s, pr in enumerate(probs):
-            if pr < 1e-15:
-                continue
-            t = s + up
-            if t >= threshold:
-                alarmed += pr * p_up
-            else:
-                new[t] += pr * p_up
-            t = s + down
-            new[max(0, t)] += pr * q
-        probs = new
+        # a step down: states t <= -down land on 0, the others on t + down
+        stepped_down = [q * sum(probs[:floor])] + [q * x for x in probs[floor:]] + zeros_down
+        # a step up: states t < h - up land on t + up, the others alarm
+        alarmed += p_up * sum(probs[stays:])
+        stepped_up = zeros_up + [p_up * x for x in probs[:stays]]
+        probs = [a + b for a, b in zip(stepped_down, stepped_up, strict=True)]
         cdf.append(alarmed)
     return cdf
 
@@ -113,18 +111,31 @@ def _calibrate(p_null: float, p_alt: float, budget: float, horizon: int,
     up, down, scale = _steps(p_null, p_alt)
     p_up = (1 - p_null) if p_alt < p_null else p_null
 
-    def false_alarm(h: int) -> float:
-        return run_length_cdf(up, down, h, p_up, horizon, start=int(h * head_start))[-1]
+    seen: dict[int, float] = {}
 
-    lo, hi = up, up * 2
+    def false_alarm(h: int) -> float:
+        if h not in seen:
+            seen[h] = run_length_cdf(up, down, h, p_up, horizon, start=int(h * head_start))[-1]
+        return seen[h]
+
+    lo, hi = up, up * 4
     while false_alarm(hi) > budget:
         lo, hi = hi, hi * 2
+    # The log of the false-alarm probability falls almost linearly with the threshold: guess
+    # by interpolating it, and halve the bracket whenever a guess did not shrink it enough.
+    target = math.log(budget)
     while hi - lo > 1:  # false_alarm(lo) > budget >= false_alarm(hi)
-        mid = (lo + hi) // 2
-        if false_alarm(mid) > budget:
-            lo = mid
-        else:
-            hi = mid
+        f_lo, f_hi = math.log(false_alarm(lo)), math.log(max(false_alarm(hi), 1e-300))
+        guess = lo + round((f_lo - target) / (f_lo - f_hi) * (hi - lo))
+        guess = min(max(guess, lo + 1), hi - 1)
+        width = hi - lo
+        for mid in (guess, (lo + hi) // 2):
+            if false_alarm(mid) > budget:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo <= width // 2 or hi - lo <= 1:
+                break
     return OneSidedCusum(up, down, hi, scale, false_alarm(hi), horizon, int(hi * head_start))
 
 

@@ -35,8 +35,11 @@ def observe(source: Source, result: Result, seconds: float) -> None:
     for record in result.records:
         if isinstance(record, PerformanceGap):
             metrics.GAPS.labels(record.status, record.standard).inc()
-        elif isinstance(record, LessonAssignment) and record.status == "assigned":
-            metrics.LESSONS_ASSIGNED.labels(record.standard).inc()
+        elif isinstance(record, LessonAssignment):
+            if record.status == "assigned":
+                metrics.LESSONS_ASSIGNED.labels(record.standard).inc()
+            else:
+                metrics.LESSONS_ENDED.labels(record.status).inc()
         elif isinstance(record, BonusAward):
             metrics.AWARDS.labels(record.rule).inc()
             metrics.POINTS.labels(record.rule).inc(record.points)

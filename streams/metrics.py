@@ -43,6 +43,9 @@ LESSONS_ASSIGNED = Counter(
     registry=REGISTRY)
 LESSONS_COMPLETED = Counter(
     "frontline_lessons_completed", "Lesson completions applied", registry=REGISTRY)
+LESSONS_ENDED = Counter(
+    "frontline_lessons_ended", "Lesson assignments ended, by how: completed, expired, "
+    "cancelled, superseded", ["status"], registry=REGISTRY)
 AWARDS = Counter(
     "frontline_awards", "Bonus awards published, by rule", ["rule"], registry=REGISTRY)
 POINTS = Counter(
