@@ -131,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = ledger.add_parser("lessons", help="per lesson: how assignments ended, time to "
                           "complete, effect with 95 % CI")
     _ledger_filters(q)
-    q.add_argument("--format", choices=("text", "json"), default="text")
+    q.add_argument("--format", choices=("text", "json", "html"), default="text")
+    q.add_argument("--output", help="write to this file instead of standard output")
     q = ledger.add_parser("export", help="export a table as CSV or JSON lines (stdout)")
     q.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     q.add_argument("--table", choices=("awards", "assignments", "gaps", "completions",

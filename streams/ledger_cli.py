@@ -80,7 +80,8 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _lessons(args: argparse.Namespace) -> int:
-    from streams.lesson_report import lesson_summaries, render_json, render_text
+    from streams.cli import UsageError
+    from streams.lesson_report import lesson_summaries, render_html, render_json, render_text
 
     store = _store(args)
     try:
@@ -88,7 +89,23 @@ def _lessons(args: argparse.Namespace) -> int:
                                    employee_id=args.employee)
     finally:
         store.engine.dispose()
-    print(render_json(lessons) if args.format == "json" else render_text(lessons))
+    if args.format == "html":
+        scope = ", ".join(f"{k} {v}" for k, v in (("team", args.team), ("employee",
+                          args.employee), ("since", args.since and args.since.date())) if v)
+        text = render_html(lessons, generated=f"{len(lessons)} lessons"
+                           + (f" ({scope})" if scope else ""))
+    else:
+        text = render_json(lessons) if args.format == "json" else render_text(lessons)
+    if args.output is None:
+        print(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    except OSError as exc:
+        raise UsageError(f"frontline ledger lessons: cannot write {args.output}: "
+                         f"{exc.strerror}") from None
+    print(f"wrote {args.output} ({len(lessons)} lessons)")
     return 0
 
 

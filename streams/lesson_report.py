@@ -1,13 +1,16 @@
 """The lesson report (`frontline ledger lessons`): per lesson, how its assignments ended, how
 long completing it took, and its effect from the ledger's lesson-effect measurements (the
-difference in differences of agents.lesson_effect, with its 95 % interval); text or JSON."""
+difference in differences of agents.lesson_effect, with its 95 % interval); text, JSON, or
+one self-contained HTML page with charts."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 from statistics import median
 from typing import Any
 
@@ -134,3 +137,112 @@ def _filters(model: type[Assignment | Effect], time_column: Any, since: datetime
 
 def _or_dash(value: float | None, show: Any) -> str:
     return "-" if value is None else str(show(value))
+
+
+# ---- HTML: one self-contained file (inline CSS and SVG, no scripts, nothing fetched) ----------
+
+_STATUS_COLOURS = {"completed": "#2e7d32", "expired": "#c62828", "cancelled": "#9e9e9e",
+                   "superseded": "#6d4c41", "open": "#1565c0"}
+
+
+def render_html(lessons: list[LessonSummary], *, title: str = "Frontline lessons",
+                generated: str = "") -> str:
+    """A page with two charts (effect with its interval per lesson; how assignments ended) and
+    the table, for supervisors and training managers."""
+    rows = [s.as_dict() for s in lessons]
+    head = "".join(f"<th>{escape(h)}</th>" for h in _COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{escape(show(d))}</td>" for show in _COLUMNS.values())
+                   + "</tr>" for d in rows)
+    note = f"<p class='meta'>{escape(generated)}</p>" if generated else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #212121; max-width: 1100px; }}
+h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.15rem; margin-top: 2rem; }}
+table {{ border-collapse: collapse; font-size: 0.85rem; }}
+th, td {{ padding: 0.25rem 0.6rem; border-bottom: 1px solid #e0e0e0; text-align: right;
+          white-space: nowrap; }}
+th:first-child, td:first-child {{ text-align: left; }}
+.meta, .note {{ color: #616161; font-size: 0.85rem; }}
+svg text {{ font-size: 12px; fill: #212121; }}
+</style></head><body>
+<h1>{escape(title)}</h1>{note}
+<h2>Effect of each lesson on its standard's pass rate</h2>
+<p class="note">Difference in differences: the pass-rate change after a completed lesson minus
+the change for gaps of the same kind without one; the bar is the 95 % interval. An interval that
+crosses 0 shows no detectable effect.</p>
+{_effect_chart(rows)}
+<h2>How assignments ended</h2>
+{_status_chart(rows)}
+<h2>Lessons</h2>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+<p class="note">completion: completed / ended; median h: from assigned to completed.</p>
+</body></html>
+"""
+
+
+def _effect_chart(rows: list[dict[str, Any]]) -> str:
+    label_w, plot_w, row_h = 200, 560, 28
+    height = 40 + row_h * max(1, len(rows))
+    values = [v for d in rows for v in (d["effect"], d["ci_low"], d["ci_high"]) if v is not None]
+    span = max([0.2, *(abs(v) for v in values)])
+    span = math.ceil(span * 10) / 10
+
+    def x(v: float) -> float:
+        return label_w + plot_w * (v + span) / (2 * span)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart effect" '
+             f'width="{label_w + plot_w + 20}" height="{height}" '
+             f'aria-label="lesson effects with 95 % intervals">',
+             f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" '
+             f'stroke="#757575" stroke-dasharray="4 3"/>']
+    for tick in (-span, -span / 2, 0.0, span / 2, span):
+        parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle">'
+                     f'{tick:+.2f}</text>')
+    for i, d in enumerate(rows):
+        y = 25 + i * row_h
+        parts.append(f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end">'
+                     f'{escape(d["lesson_id"])}</text>')
+        if d["effect"] is None:
+            parts.append(f'<text x="{x(0) + 6:.1f}" y="{y + 4}" fill="#757575">'
+                         f'not enough measurements</text>')
+            continue
+        if d["ci_low"] is not None:
+            parts.append(f'<line class="ci" x1="{x(d["ci_low"]):.1f}" y1="{y}" '
+                         f'x2="{x(d["ci_high"]):.1f}" y2="{y}" stroke="#1565c0" '
+                         f'stroke-width="3"/>')
+        parts.append(f'<circle class="effect" cx="{x(d["effect"]):.1f}" cy="{y}" r="5" '
+                     f'fill="#0d47a1"><title>{escape(d["lesson_id"])}: '
+                     f'{d["effect"]:+.3f}</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _status_chart(rows: list[dict[str, Any]]) -> str:
+    label_w, plot_w, row_h = 200, 560, 24
+    height = 50 + row_h * max(1, len(rows))
+    most = max([1, *(d["assignments"] for d in rows)])
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart status" '
+             f'width="{label_w + plot_w + 20}" height="{height}" '
+             f'aria-label="assignments by how they ended">']
+    for i, d in enumerate(rows):
+        y = 10 + i * row_h
+        parts.append(f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end">'
+                     f'{escape(d["lesson_id"])}</text>')
+        left = float(label_w)
+        for status, colour in _STATUS_COLOURS.items():
+            n = d.get(status, 0)
+            if not n:
+                continue
+            w = plot_w * n / most
+            parts.append(f'<rect class="bar" x="{left:.1f}" y="{y}" width="{w:.1f}" '
+                         f'height="{row_h - 6}" fill="{colour}"><title>{status}: {n}</title>'
+                         f'</rect>')
+            left += w
+    legend_y = height - 14
+    for j, (status, colour) in enumerate(_STATUS_COLOURS.items()):
+        lx = label_w + j * 110
+        parts.append(f'<rect x="{lx}" y="{legend_y - 10}" width="12" height="12" '
+                     f'fill="{colour}"/><text x="{lx + 16}" y="{legend_y}">{status}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

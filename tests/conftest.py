@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from browser import chromium_binary
 from ledger.pg_server import PostgresServer, describe_missing_binaries, find_postgres_bindir
 from sqlalchemy.engine import make_url
 
@@ -33,6 +34,16 @@ def pg_server() -> Iterator[PostgresServer]:
                     + describe_missing_binaries())
     with PostgresServer(bindir=bindir) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """A headless browser to open HTML reports in, as a reader would."""
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("NO CHROMIUM: opening the HTML reports needs a headless browser (Debian: "
+                    "apt-get install chromium; .ci/run installs it)")
+    return binary
 
 
 _taken: set[str] = set()

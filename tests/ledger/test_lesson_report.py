@@ -7,8 +7,10 @@ import json
 import math
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from browser import external_references, render
 from ledger.decisions import T0, assigned, effect, ended
 
 from streams.cli import main
@@ -120,3 +122,39 @@ def test_an_empty_ledger_says_so(store: LedgerStore,
     assert json.loads(capsys.readouterr().out) == {"lessons": []}
     assert main(["ledger", "lessons", "--database-url", url]) == 0
     assert "(0 lessons)" in capsys.readouterr().out
+
+
+def test_html_is_one_self_contained_page_with_charts_that_a_browser_renders(
+        store: LedgerStore, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+        chromium: str) -> None:
+    page = tmp_path / "lessons.html"
+    out = _lessons(store, capsys, "--since", "2026-11-02", "--format", "html",
+                   "--output", str(page))
+    assert out.strip() == f"wrote {page} (2 lessons)"
+    html = page.read_text("utf-8")
+    assert external_references(html) == []  # nothing fetched when it is opened
+    assert "<script" not in html
+    shown = render(chromium, page, tmp_path / "browser")
+    dom = shown.dom
+    # the effect chart: one point and one interval for the lesson with an estimate, and a
+    # note for the one without
+    assert dom.count('class="effect"') == 1 and dom.count('class="ci"') == 1
+    assert "lesson-empathy: +0.300" in dom and "not enough measurements" in dom
+    # the status chart: a bar per status present (empathy 5, greeting 1)
+    assert dom.count('class="bar"') == 6
+    assert "[+0.023, +0.577]" in dom  # the table
+    # ... and it is really drawn: the screenshot has the chart colours, not a blank page
+    assert shown.share_not_white() > 0.01
+    assert shown.share_of((0x2E, 0x7D, 0x32)) > 0.0005  # completed bars
+    assert shown.share_of((0x15, 0x65, 0xC0)) > 0.0001  # the interval / open bar
+
+
+def test_html_output_to_a_folder_that_does_not_exist_is_one_line(
+        store: LedgerStore, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    url = store.engine.url.render_as_string(hide_password=False)
+    bad = tmp_path / "missing" / "lessons.html"
+    code = main(["ledger", "lessons", "--format", "html", "--output", str(bad),
+                 "--database-url", url])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err.startswith(f"frontline ledger lessons: cannot write {bad}")
