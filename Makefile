@@ -23,6 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/takeover_bench.py
+	$(BIN)/python bench/decision_quality.py
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet ruff

@@ -23,6 +23,7 @@ class GapRule:
         self.design = design
         self.opening = design.opening
         self.closing = design.closing
+        self.scales = (design.opening.scale, design.closing.scale)
 
     @classmethod
     def for_standard(cls, playbook: Playbook, standard: str) -> GapRule:
@@ -34,6 +35,8 @@ class GapRule:
 
     def observe(self, st: StandardState, interaction_id: str, passed: bool) -> Change | None:
         """Feed one applicable outcome; return "opened" or "closed" when the gap changes."""
+        if st.scales != self.scales:
+            self._rescale(st)
         if st.gap_id is None:
             test, s = self.opening, st.s if st.s is not None else self.opening.start
             towards = not passed
@@ -56,6 +59,15 @@ class GapRule:
             return "opened" if s >= test.threshold else None
         st.c = s
         return "closed" if s >= test.threshold else None
+
+    def _rescale(self, st: StandardState) -> None:
+        """Statistics stepped under another playbook keep their evidence in log-likelihood
+        units when the new playbook's tests count in other integer units."""
+        if st.scales is not None:
+            if st.s is not None:
+                st.s = round(st.s * self.scales[0] / st.scales[0])
+            st.c = round(st.c * self.scales[1] / st.scales[1])
+        st.scales = self.scales
 
     def evidence(self, st: StandardState, change: Change) -> dict[str, Any]:
         """Evidence fields for the record of `change`, read before `reset`."""

@@ -121,3 +121,18 @@ def test_a_recovery_closes_the_gap_and_it_stays_closed():
     assert n > 450
     assert statistics.median(delays) <= 42
     assert reopened / n <= 0.02
+
+
+def test_a_playbook_change_keeps_the_evidence_in_log_likelihood_units():
+    before, after = _rule(0.8), GapRule(design_gap_tests(0.8, 0.10, 0.045, 0.01, 200))
+    st = StandardState()
+    for i in range(3):
+        assert before.observe(st, f"i{i}", False) is None
+    s_before = st.s
+    assert st.scales == before.scales and s_before is not None
+    after.observe(st, "i3", True)  # the new playbook's first outcome: rescale, then step
+    assert st.scales == after.scales != before.scales
+    rescaled = round(s_before * after.opening.scale / before.opening.scale)
+    assert st.s == rescaled + after.opening.down
+    assert after.opening.llr(rescaled) == pytest.approx(before.opening.llr(s_before), abs=0.02)
+    assert StandardState.from_dict(st.to_dict()) == st

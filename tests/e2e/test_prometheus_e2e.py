@@ -30,8 +30,8 @@ JOB = "frontline-worker"
 PROMETHEUS_WAIT_S = 20.0
 # dashboard panels with no data when a worker has processed only valid interactions without
 # csat: no gap, lesson, award or dead letter, and no ledger writer
-EMPTY_PANELS = {"Gaps opened / closed by standard", "Lessons assigned by standard, completed",
-                "Awards by rule", "Points by rule", "Dead letters by error type",
+EMPTY_PANELS = {"Gaps opened / closed by standard",
+                "Lessons assigned by standard, completed, ended", "Awards by rule", "Points by rule", "Dead letters by error type",
                 "Ledger writes by topic", "Ledger lag, write failures, retrying"}
 
 
