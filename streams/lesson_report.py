@@ -191,11 +191,10 @@ def _effect_chart(rows: list[dict[str, Any]]) -> str:
     def x(v: float) -> float:
         return label_w + plot_w * (v + span) / (2 * span)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart effect" '
-             f'width="{label_w + plot_w + 20}" height="{height}" '
-             f'aria-label="lesson effects with 95 % intervals">',
-             f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" '
-             f'stroke="#757575" stroke-dasharray="4 3"/>']
+    parts = [_svg_open(label_w + plot_w + 20, height, "effect",
+                       "lesson effects with 95 % intervals"),
+             (f'<line x1="{x(0):.1f}" y1="10" x2="{x(0):.1f}" y2="{height - 25}" '
+              f'stroke="#757575" stroke-dasharray="4 3"/>')]
     for tick in (-span, -span / 2, 0.0, span / 2, span):
         parts.append(f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="middle">'
                      f'{tick:+.2f}</text>')
@@ -222,9 +221,8 @@ def _status_chart(rows: list[dict[str, Any]]) -> str:
     label_w, plot_w, row_h = 200, 560, 24
     height = 50 + row_h * max(1, len(rows))
     most = max([1, *(d["assignments"] for d in rows)])
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart status" '
-             f'width="{label_w + plot_w + 20}" height="{height}" '
-             f'aria-label="assignments by how they ended">']
+    parts = [_svg_open(label_w + plot_w + 20, height, "status",
+                       "assignments by how they ended")]
     for i, d in enumerate(rows):
         y = 10 + i * row_h
         parts.append(f'<text x="{label_w - 8}" y="{y + 13}" text-anchor="end">'
@@ -246,3 +244,8 @@ def _status_chart(rows: list[dict[str, Any]]) -> str:
                      f'fill="{colour}"/><text x="{lx + 16}" y="{legend_y}">{status}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _svg_open(width: int, height: int, kind: str, label: str) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart {kind}" '
+            f'width="{width}" height="{height}" aria-label="{escape(label)}">')
