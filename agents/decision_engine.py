@@ -143,7 +143,8 @@ class DecisionEngine:
     def _update_standard(self, state: EmployeeState, ev: Interaction, name: str, passed: bool,
                          at: float, day: str, base: dict[str, object]) -> list[OutputRecord]:
         st = state.standard(name)
-        out: list[OutputRecord] = self._measure(state, name, passed, base)
+        out: list[OutputRecord] = self._measure(state, name, passed, base) \
+            if state.effects else []
         rule = self.rules[name]
         change = rule.observe(st, ev.interaction_id, passed)
         if change is None:

@@ -72,9 +72,10 @@ class StandardState:
     # full length and passes. Kept as a list and a string: they encode fast.
     s: int | None = None
     c: int = 0
-    # integer units per log-likelihood-ratio unit of `s` and `c` when they were last stepped:
-    # a playbook change that moves the tests' steps rescales them (agents/gap_rule.py)
-    scales: tuple[float, float] | None = None
+    # "opening/closing" integer units per log-likelihood-ratio unit of `s` and `c` when they
+    # were last stepped (a string: it is encoded on every state write): a playbook change that
+    # moves the tests' steps rescales them (agents/gap_rule.py)
+    scales: str | None = None
     ids: list[str] = field(default_factory=list)
     flags: str = ""
     run_n: int = 0
@@ -111,7 +112,7 @@ class StandardState:
         return cls(
             s=d.get("s"),
             c=d.get("c", 0),
-            scales=tuple(d["k"]) if d.get("k") else None,  # type: ignore[arg-type]
+            scales=d.get("k"),
             ids=list(d["wi"]),
             flags=d["wp"],
             run_n=d.get("rn", len(d["wi"])),

@@ -23,7 +23,7 @@ class GapRule:
         self.design = design
         self.opening = design.opening
         self.closing = design.closing
-        self.scales = (design.opening.scale, design.closing.scale)
+        self.scales = f"{design.opening.scale:.6f}/{design.closing.scale:.6f}"
 
     @classmethod
     def for_standard(cls, playbook: Playbook, standard: str) -> GapRule:
@@ -37,14 +37,15 @@ class GapRule:
         """Feed one applicable outcome; return "opened" or "closed" when the gap changes."""
         if st.scales != self.scales:
             self._rescale(st)
+        # (the steps are inlined: this runs for every applicable outcome)
         if st.gap_id is None:
-            test, s = self.opening, st.s if st.s is not None else self.opening.start
-            towards = not passed
+            test = self.opening
+            s = (st.s if st.s is not None else test.start) + (test.down if passed else test.up)
         else:
-            test, s = self.closing, st.c
-            towards = passed
-        s = test.step(s, towards)
-        if s == 0:  # back at the floor: the evidence so far is spent
+            test = self.closing
+            s = st.c + (test.up if passed else test.down)
+        if s <= 0:  # back at the floor: the evidence so far is spent
+            s = 0
             st.ids, st.flags, st.run_n, st.run_passes = [], "", 0, 0
         else:
             st.ids.append(interaction_id)
@@ -64,9 +65,10 @@ class GapRule:
         """Statistics stepped under another playbook keep their evidence in log-likelihood
         units when the new playbook's tests count in other integer units."""
         if st.scales is not None:
+            old_open, old_close = (float(x) for x in st.scales.split("/"))
             if st.s is not None:
-                st.s = round(st.s * self.scales[0] / st.scales[0])
-            st.c = round(st.c * self.scales[1] / st.scales[1])
+                st.s = round(st.s * self.design.opening.scale / old_open)
+            st.c = round(st.c * self.design.closing.scale / old_close)
         st.scales = self.scales
 
     def evidence(self, st: StandardState, change: Change) -> dict[str, Any]:

@@ -132,7 +132,7 @@ def test_a_playbook_change_keeps_the_evidence_in_log_likelihood_units():
     assert st.scales == before.scales and s_before is not None
     after.observe(st, "i3", True)  # the new playbook's first outcome: rescale, then step
     assert st.scales == after.scales != before.scales
-    rescaled = round(s_before * after.opening.scale / before.opening.scale)
+    rescaled = round(s_before * after.opening.scale / float(before.scales.split("/")[0]))
     assert st.s == rescaled + after.opening.down
     assert after.opening.llr(rescaled) == pytest.approx(before.opening.llr(s_before), abs=0.02)
     assert StandardState.from_dict(st.to_dict()) == st
