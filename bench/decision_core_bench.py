@@ -19,11 +19,11 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from agents.decision_engine import DecisionEngine  # noqa: E402
-from agents.employee_state import EmployeeState  # noqa: E402
-from agents.record_processor import RecordProcessor, partition_for  # noqa: E402
-from models.playbook import load_playbook  # noqa: E402
-from streams.simulator import Simulator, SimulatorConfig  # noqa: E402
+from agents.decision_engine import DecisionEngine
+from agents.employee_state import EmployeeState
+from agents.record_processor import RecordProcessor, partition_for
+from models.playbook import load_playbook
+from streams.simulator import Simulator, SimulatorConfig
 
 PARTITIONS = 4
 
