@@ -108,15 +108,15 @@ class StandardState:
     def from_dict(cls, d: dict[str, Any]) -> StandardState:
         if len(d["wi"]) != len(d["wp"]):
             raise ValueError("window ids and outcomes differ in length")
-        # States written before the sequential tests have no statistics: they start afresh.
+        fresh = "s" not in d  # written by the rolling-window version: its window is no run
         return cls(
             s=d.get("s"),
             c=d.get("c", 0),
             scales=d.get("k"),
-            ids=list(d["wi"]),
-            flags=d["wp"],
-            run_n=d.get("rn", len(d["wi"])),
-            run_passes=d.get("rp", d["wp"].count("1")),
+            ids=[] if fresh else list(d["wi"]),
+            flags="" if fresh else d["wp"],
+            run_n=d.get("rn", 0),
+            run_passes=d.get("rp", 0),
             gap_id=d["g"],
             gap_opened_at=d["go"],
             gap_lesson_completed=d["gl"],

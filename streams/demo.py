@@ -142,7 +142,8 @@ def run_demo(duration_s: float = 60.0, rate: float = 300.0, seed: int = 7, emplo
             print(f"  worker   ready after {time.monotonic() - started:.1f} s, metrics on "
                   f"http://127.0.0.1:{metrics_port}/metrics", flush=True)
             settings = Settings.load({"broker": broker.url}, environ={})
-            tally = OutputTally(settings, keep_values=True).start()
+            # the gap records are judged against the simulator's truth at the end
+            tally = OutputTally(settings, keep_values=(topics.PERFORMANCE_GAPS,)).start()
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
             simulator = Simulator(simulator_config(seed, employees))
             sim = _simulate(broker.bootstrap, duration_s, rate, simulator, tally)

@@ -53,7 +53,8 @@ def record_key(assignment: dict[str, Any]) -> str:
 class OutputTally:
     """Consumes every output topic from the beginning until stopped."""
 
-    def __init__(self, settings: Settings, keep_values: bool = False) -> None:
+    def __init__(self, settings: Settings, keep_values: bool | tuple[str, ...] = False) -> None:
+        """`keep_values`: keep every record read (True), or those of these contract topics."""
         self.settings = settings
         self.keep_values = keep_values
         self.tally = Tally()
@@ -96,17 +97,21 @@ class OutputTally:
         finally:
             consumer.close()
 
+    def _keeps(self, topic: str) -> bool:
+        keep = self.keep_values
+        return keep if isinstance(keep, bool) else topic in keep
+
     def _add(self, topic: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         t = self.tally
         t.records[topic] += 1
         if topic == topics.DEAD_LETTERS:
             hdrs = dict(headers)
             t.dead_letters[hdrs.get(H_ERROR_TYPE, b"?").decode()] += 1
-            if self.keep_values:
+            if self._keeps(topic):
                 t.dead_letter_values.append((value, hdrs))
             return
         record = json.loads(value)
-        if self.keep_values:
+        if self._keeps(topic):
             t.values.setdefault(topic, []).append(record)
         if topic == topics.PERFORMANCE_GAPS:
             t.gaps[record["status"]] += 1

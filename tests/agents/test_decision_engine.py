@@ -852,3 +852,28 @@ def test_state_round_trip_of_handmade_state():
     assert copy.assignments["b"].completed_at == 2.0
     assert "ABCDEFGH" in copy.seen and "12345678" in copy.seen and len(copy.seen) == 3
     assert EmployeeState.from_bytes(state.to_bytes()) == state
+
+
+def test_a_state_written_by_the_previous_version_loads_and_starts_the_tests_afresh(engine,
+                                                                                   interactions):
+    """A worker upgraded in place recovers employee states from the changelog written by the
+    rolling-window version: they load, and the sequential tests start from their head start."""
+    old = {"e": "emp-1", "t": "team-a", "seen": {}, "n": 0.0, "p": 0.0,
+           "std": {"empathy": {"wi": ["i1", "i2"], "wp": "10", "g": None, "go": None,
+                               "gl": False, "ga": 0, "la": None}},
+           "asg": {"a1": {"s": "greeting", "l": "warm-greeting", "g": "g1", "a": 1.0,
+                          "c": None},
+                   "a0": {"s": "empathy", "l": "empathy-statements", "g": "g0", "a": 0.5,
+                          "c": 0.75}},
+           "sc": [], "xd": [], "pts": {}}
+    state = EmployeeState.from_bytes(json.dumps(old).encode())
+    assert state.standards["empathy"].s is None and state.standards["empathy"].run_n == 0
+    assert state.standards["empathy"].ids == []  # the old window is not an evidence run
+    assert (state.assignments["a1"].status, state.assignments["a0"].status) == \
+        ("assigned", "completed")
+    assert state.assignments["a0"].ended_at == 0.75 and state.open_assignments() == 1
+    assert state.effects == {}
+    decision = engine.on_interaction(state, interactions(fail=("empathy",)))
+    assert decision.outcome == "processed"
+    rule = engine.rules["empathy"].opening
+    assert state.standards["empathy"].s == rule.start + rule.up
