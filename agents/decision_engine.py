@@ -33,7 +33,7 @@ from models.playbook import Playbook
 Outcome = Literal["processed", "duplicate", "rejected"]
 
 DEFAULT_DEDUPE_HORIZON_S = 7 * 24 * 3600.0
-# Completed assignments are remembered this long, to refuse a second completion of them.
+# Ended assignments are remembered this long, to refuse a late completion of them.
 _DAY_S = 24 * 3600
 _COMPLETED_ASSIGNMENT_KEPT_S = 90.0 * _DAY_S
 
@@ -88,6 +88,7 @@ class DecisionEngine:
                 # Days an admissible late event can still fall on keep their points history.
                 state.forget_days_before(self._day(
                     datetime.fromtimestamp(floor - _DAY_S, UTC)))
+                self._forget_old_assignments(state, at)
                 state.pruned_at = at
 
     def _day(self, at: datetime) -> str:

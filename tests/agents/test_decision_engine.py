@@ -877,3 +877,18 @@ def test_a_state_written_by_the_previous_version_loads_and_starts_the_tests_afre
     assert decision.outcome == "processed"
     rule = engine.rules["empathy"].opening
     assert state.standards["empathy"].s == rule.start + rule.up
+
+
+def test_ended_assignments_are_forgotten_after_90_days_of_interactions(
+        custom_playbook, interaction_factory):
+    pb = custom_playbook({"empathy": 0.8}, limits={"lesson_grace_days": 1})
+    engine, state = DecisionEngine(pb), EmployeeState("emp-1")
+    make = interaction_factory(step=timedelta(minutes=10))
+    (a1,) = of(feed(engine, state, make.pattern("FFFFFF", "empathy")), LessonAssignment)
+    ended_at = a1.due_at + timedelta(days=2)
+    feed(engine, state, [make(at=ended_at)])
+    assert state.assignments[a1.assignment_id].status == "expired"
+    feed(engine, state, [make(at=ended_at + timedelta(days=89))])
+    assert a1.assignment_id in state.assignments
+    feed(engine, state, [make(at=ended_at + timedelta(days=91))])
+    assert a1.assignment_id not in state.assignments
