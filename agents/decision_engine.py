@@ -152,7 +152,7 @@ class DecisionEngine:
             return out
         target = self.playbook.standards[name].target
         evidence = Evidence(**rule.evidence(st, change))
-        GapRule.reset(st, change)
+        GapRule.reset(st)
         if change == "opened":
             st.gap_id = stable_id("gap", ev.employee_id, name, ev.event_id)
             st.gap_opened_at = at
@@ -238,7 +238,7 @@ class DecisionEngine:
                 gap_id=gap_id,
                 due_at=due,
                 evidence=Evidence(interaction_ids=[ev.interaction_id], statistic="open_gap",
-                                  design=rule.design_summary(),
+                                  design=rule.summary,
                                   detail=f"open gap {gap_id} on {name}"),
                 **base,  # type: ignore[arg-type]
             ))
@@ -269,8 +269,10 @@ class DecisionEngine:
         """Assignments still open a grace period after their due time expire (event time)."""
         out: list[OutputRecord] = []
         for assignment_id, a in state.assignments.items():
+            if not a.open:
+                continue
             expires = self._expires_at(a)
-            if a.open and expires is not None and at > expires:
+            if expires is not None and at > expires:
                 out.append(self._end_assignment(
                     state, assignment_id, a, "expired", at, base,
                     f"not completed within {self.playbook.limits.lesson_grace_days:g} days "
@@ -286,9 +288,7 @@ class DecisionEngine:
 
     def _measure(self, state: EmployeeState, name: str, passed: bool,
                  base: dict[str, object]) -> list[OutputRecord]:
-        """Feed one outcome of `name` to its gaps' effect measurements."""
-        if not state.effects:
-            return []
+        """Feed one outcome of `name` to its gaps' effect measurements (there are some)."""
         w = self.playbook.evidence.effect_window
         flag = "1" if passed else "0"
         out: list[OutputRecord] = []
@@ -304,7 +304,7 @@ class DecisionEngine:
                 continue
             u.seen += 1
             u.pre = (u.pre + flag)[-2 * w:]
-            if u.seen == w and not any(st.gap_id == gap_id for st in state.standards.values()):
+            if u.seen == w and not self._gap_open(state, gap_id, u):
                 # A lesson is only ever completed while its gap is open (closing cancels it):
                 # a comparison gap must be open at the same point, or the groups differ.
                 u.comparison_done = True
@@ -318,12 +318,15 @@ class DecisionEngine:
         return out
 
     @staticmethod
-    def _may_complete(state: EmployeeState, gap_id: str, u: EffectUnit) -> bool:
+    def _gap_open(state: EmployeeState, gap_id: str, u: EffectUnit) -> bool:
+        st = state.standards.get(u.standard)
+        return st is not None and st.gap_id == gap_id
+
+    @classmethod
+    def _may_complete(cls, state: EmployeeState, gap_id: str, u: EffectUnit) -> bool:
         """Whether the gap can still get a completed lesson: open, or its assignment live."""
         a = state.assignments.get(u.assignment_id) if u.assignment_id else None
-        if a is not None and a.open:
-            return True
-        return any(st.gap_id == gap_id for st in state.standards.values())
+        return (a is not None and a.open) or cls._gap_open(state, gap_id, u)
 
     def _effect(self, gap_id: str, u: EffectUnit, group: str, before: str, after: str,
                 base: dict[str, object]) -> LessonEffect:

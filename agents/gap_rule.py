@@ -24,13 +24,13 @@ class GapRule:
         self.opening = design.opening
         self.closing = design.closing
         self.scales = f"{design.opening.scale:.6f}/{design.closing.scale:.6f}"
+        self.summary = self._design_summary()  # the same on every record of this standard
 
     @classmethod
     def for_standard(cls, playbook: Playbook, standard: str) -> GapRule:
         ev = playbook.evidence
-        std = playbook.standards[standard]
-        shortfall = std.shortfall if std.shortfall is not None else ev.shortfall
-        return cls(design_gap_tests(std.target, shortfall, ev.false_gap_rate,
+        return cls(design_gap_tests(playbook.standards[standard].target,
+                                    playbook.shortfall_of(standard), ev.false_gap_rate,
                                     ev.false_close_rate, ev.per_interactions))
 
     def observe(self, st: StandardState, interaction_id: str, passed: bool) -> Change | None:
@@ -92,11 +92,11 @@ class GapRule:
             "threshold": test.llr(test.threshold),
             "passes": st.run_passes,
             "sample": st.run_n,
-            "design": self.design_summary(),
+            "design": self.summary,
             "detail": f"{why}; {d.describe()}",
         }
 
-    def design_summary(self) -> dict[str, Any]:
+    def _design_summary(self) -> dict[str, Any]:
         d = self.design
         return {
             "test": "bernoulli_cusum",
@@ -116,7 +116,7 @@ class GapRule:
         }
 
     @staticmethod
-    def reset(st: StandardState, change: Change) -> None:
+    def reset(st: StandardState) -> None:
         """After a change: the other test starts from its floor with no evidence."""
         st.ids, st.flags, st.run_n, st.run_passes = [], "", 0, 0
         st.c = 0

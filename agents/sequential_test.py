@@ -35,10 +35,6 @@ class OneSidedCusum:
     horizon: int
     start: int = 0
 
-    def step(self, s: int, towards_alarm: bool) -> int:
-        t = s + (self.up if towards_alarm else self.down)
-        return max(0, t)
-
     def llr(self, s: int) -> float:
         """The statistic in natural log-likelihood-ratio units."""
         return round(s / self.scale, 4)

@@ -69,7 +69,7 @@ def frontline_rule(rule: GapRule) -> RuleRun:
             if change is not None:
                 # what the engine does around the rule: mark the gap, then restart the statistics
                 st.gap_id = "g" if change == "opened" else None
-                reset(st, change)
+                reset(st)
                 events.append((i, change == "opened"))
         return events
 

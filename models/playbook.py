@@ -161,7 +161,7 @@ class Playbook(_Strict):
     @model_validator(mode="after")
     def _lessons_exist(self) -> Playbook:
         for name, standard in self.standards.items():
-            shortfall = standard.shortfall or self.evidence.shortfall
+            shortfall = self.shortfall_of(name)
             if standard.target - shortfall < 0.01:
                 raise _FieldError(
                     ("standards", name, "target"),
@@ -173,6 +173,11 @@ class Playbook(_Strict):
                     f"lesson {standard.lesson!r} is not defined under lessons",
                 )
         return self
+
+    def shortfall_of(self, standard: str) -> float:
+        """The shortfall the gap tests of `standard` look for: its own, or the evidence one."""
+        own = self.standards[standard].shortfall
+        return own if own is not None else self.evidence.shortfall
 
     @property
     def zone(self) -> tzinfo:

@@ -110,8 +110,7 @@ def judge_gaps(gaps: Iterable[Mapping[str, Any]], sim: Simulator,
             pair_gapped = (profile.employee_id, name) in gapped
             pairs_below += 1
             pairs_below_gapped += pair_gapped
-            if standard.target - rates[name] >= (standard.shortfall
-                                                 or playbook.evidence.shortfall):
+            if standard.target - rates[name] >= playbook.shortfall_of(name):
                 pairs_short += 1
                 pairs_short_gapped += pair_gapped
     return GapTruth(below, at_or_above, unjudged, pairs_below, pairs_below_gapped, pairs_short,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import select
@@ -17,26 +15,9 @@ from streams import topics
 from streams.ledger_store import LedgerStore
 from streams.settings import Settings
 
-
-def _assignment_id(r: dict[str, Any]) -> str:
-    """models.events.record_id of an assignment record: its id when assigned, id:status for
-    how it ended."""
-    status = r.get("status", "assigned")
-    return str(r["assignment_id"]) if status == "assigned" else f"{r['assignment_id']}:{status}"
-
-
-# contract topic -> how a record's ledger id is read from it (as models.events.record_id)
-_ID_OF: dict[str, Callable[[dict[str, Any]], str]] = {
-    topics.BONUS_AWARDS: lambda r: r["award_id"],
-    topics.LESSON_ASSIGNMENTS: _assignment_id,
-    topics.PERFORMANCE_GAPS: lambda r: f"{r['gap_id']}:{r['status']}",
-    topics.LESSON_EFFECTS: lambda r: r["effect_id"],
-}
-
-
-def record_id_of(topic: str, record: dict[str, Any]) -> str:
-    """The id a record of a decision topic (contract name) is kept under, from its JSON."""
-    return _ID_OF[topic](record)
+# the decision topics the ledger keeps, by contract name
+DECISION_TOPICS = (topics.BONUS_AWARDS, topics.LESSON_ASSIGNMENTS, topics.PERFORMANCE_GAPS,
+                   topics.LESSON_EFFECTS)
 
 
 @dataclass
@@ -56,7 +37,7 @@ def topic_ids(settings: Settings, idle_s: float = 2.0, timeout_s: float = 300.0
               ) -> dict[str, set[str]]:
     """Every id on the decision topics, read from offset 0 until nothing new comes for
     `idle_s` (end offsets are not asked for: some brokers answer them wrongly)."""
-    names = {settings.topic(t): t for t in _ID_OF}
+    names = {settings.topic(t): t for t in DECISION_TOPICS}
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
                              enable_auto_commit=False, fetch_max_wait_ms=100)
     try:
@@ -65,7 +46,7 @@ def topic_ids(settings: Settings, idle_s: float = 2.0, timeout_s: float = 300.0
         consumer.assign(assigned)
         for tp in assigned:
             consumer.seek(tp, 0)
-        ids: dict[str, set[str]] = {t: set() for t in _ID_OF}
+        ids: dict[str, set[str]] = {t: set() for t in DECISION_TOPICS}
         deadline = time.monotonic() + timeout_s
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < idle_s and time.monotonic() < deadline:
@@ -73,7 +54,7 @@ def topic_ids(settings: Settings, idle_s: float = 2.0, timeout_s: float = 300.0
             for tp, messages in polled.items():
                 topic = names[tp.topic]
                 for m in messages:
-                    ids[topic].add(record_id_of(topic, json.loads(m.value)))
+                    ids[topic].add(topics.record_key(topic, json.loads(m.value)))
             if polled:
                 quiet_since = time.monotonic()
         return ids
@@ -101,7 +82,7 @@ def ledger_ids(store: LedgerStore) -> dict[str, set[str]]:
 
 def reconcile(on_topics: dict[str, set[str]], in_ledger: dict[str, set[str]]) -> Report:
     report = Report()
-    for topic in _ID_OF:
+    for topic in DECISION_TOPICS:
         seen, stored = on_topics.get(topic, set()), in_ledger.get(topic, set())
         report.on_topics[topic], report.in_ledger[topic] = len(seen), len(stored)
         report.missing_in_ledger[topic] = sorted(seen - stored)

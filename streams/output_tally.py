@@ -15,13 +15,6 @@ from models.dead_letters import H_ERROR_TYPE
 from streams import topics
 from streams.settings import Settings
 
-_ID_FIELD = {
-    topics.EXECUTION_SCORES: "event_id",
-    topics.LESSON_ASSIGNMENTS: "assignment_id",
-    topics.BONUS_AWARDS: "award_id",
-    topics.LESSON_EFFECTS: "effect_id",
-}
-
 
 @dataclass
 class Tally:
@@ -41,13 +34,6 @@ class Tally:
     def repeated(self, topic: str) -> list[str]:
         """Ids seen more than once on a topic."""
         return [k for k, n in self.ids.get(topic, Counter()).items() if n > 1]
-
-
-def record_key(assignment: dict[str, Any]) -> str:
-    """The id a lesson-assignments record is deduplicated by (see models.events.record_id)."""
-    status = assignment.get("status", "assigned")
-    return assignment["assignment_id"] if status == "assigned" else \
-        f"{assignment['assignment_id']}:{status}"
 
 
 class OutputTally:
@@ -115,13 +101,9 @@ class OutputTally:
             t.values.setdefault(topic, []).append(record)
         if topic == topics.PERFORMANCE_GAPS:
             t.gaps[record["status"]] += 1
-            key = f"{record['gap_id']}:{record['status']}"
         elif topic == topics.LESSON_ASSIGNMENTS:
             t.assignments[record.get("status", "assigned")] += 1
-            key = record_key(record)
-        else:
-            key = record[_ID_FIELD[topic]]
-        t.ids.setdefault(topic, Counter())[key] += 1
+        t.ids.setdefault(topic, Counter())[topics.record_key(topic, record)] += 1
         if topic == topics.BONUS_AWARDS:
             t.points += record["points"]
             t.awards_by_rule[record["rule"]] += 1

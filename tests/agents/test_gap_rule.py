@@ -70,7 +70,7 @@ def _run(rule: GapRule, rates: list[float], rng: random.Random) -> list[tuple[in
         change = rule.observe(st, f"i{i}", rng.random() < p)
         if change is not None:
             st.gap_id = "gap" if change == "opened" else None
-            GapRule.reset(st, change)
+            GapRule.reset(st)
             changes.append((i + 1, change))
     return changes
 

@@ -34,7 +34,6 @@ from models.playbook import load_playbook
 from streams import metrics, topics
 from streams.demo import start_worker, stop_process
 from streams.embedded_broker import EmbeddedBroker, free_port
-from streams.output_tally import record_key
 from streams.settings import Settings
 from streams.topic_admin import partition_counts
 
@@ -210,16 +209,7 @@ class Out:
             return "/".join(h.get(k, b"?").decode() for k in (
                 "frontline.source.topic", "frontline.source.partition",
                 "frontline.source.offset"))
-        r = self.json
-        if self.topic == topics.EXECUTION_SCORES:
-            return str(r["event_id"])
-        if self.topic == topics.PERFORMANCE_GAPS:
-            return f"{r['gap_id']}:{r['status']}"
-        if self.topic == topics.LESSON_ASSIGNMENTS:
-            return record_key(r)
-        if self.topic == topics.LESSON_EFFECTS:
-            return str(r["effect_id"])
-        return str(r["award_id"])
+        return topics.record_key(self.topic, self.json)
 
 
 class OutputReader:

@@ -10,9 +10,9 @@ from ledger.decisions import assigned, effect, ended
 
 from models.events import OutputRecord, record_id
 from streams import topics
-from streams.ledger_reconcile import ledger_ids, reconcile, record_id_of
+from streams.ledger_reconcile import ledger_ids, reconcile
 from streams.ledger_store import LedgerStore
-from streams.topics import topic_of
+from streams.topics import record_key, topic_of
 
 A1, A2, A3 = assigned("a-1"), assigned("a-2", gap_id="gap-b"), assigned("a-3", gap_id="gap-c")
 OUT: list[OutputRecord] = [A1, ended(A1, "completed", completion_event_id="done-1"), A2,
@@ -25,7 +25,7 @@ def on_topics(records: list[OutputRecord]) -> dict[str, set[str]]:
     ids: dict[str, set[str]] = {}
     for r in records:
         topic = topic_of(r)
-        ids.setdefault(topic, set()).add(record_id_of(topic, json.loads(r.model_dump_json())))
+        ids.setdefault(topic, set()).add(record_key(topic, json.loads(r.model_dump_json())))
     return ids
 
 
