@@ -118,7 +118,8 @@ class PerformanceGap(_Outbound):
     target: float
     evidence: Evidence
     reason: str | None = Field(None, description="deferred: why the lesson waits "
-                               "(max_open_lessons, cooldown)")
+                               "(max_open_lessons, cooldown); closed: standard_retired when "
+                               "the playbook no longer has the standard")
 
 
 AssignmentStatus = Literal["assigned", "completed", "expired", "superseded", "cancelled"]
@@ -139,6 +140,8 @@ class LessonAssignment(_Outbound):
     status: AssignmentStatus = "assigned"
     ended_at: datetime | None = Field(None, description="when it ended (event time)")
     completion_event_id: str | None = None
+    reason: str | None = Field(None, description="cancelled: standard_retired when the "
+                               "playbook no longer has the standard")
 
 
 class LessonEffect(_Outbound):
