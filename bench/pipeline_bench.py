@@ -95,32 +95,45 @@ def bench_bare(broker: EmbeddedBroker, work: Path, records: list[tuple[bytes, by
     settings = Settings.load({"broker": broker.url, "topic_prefix": "bare-"}, environ={})
     ensure_topics(settings, ["interactions", "execution-scores"])
     produce(broker.bootstrap, settings.topic("interactions"), records)
-    env = dict(os.environ, FRONTLINE_BROKER=broker.url, BARE_IN=settings.topic("interactions"),
-               BARE_OUT=settings.topic("execution-scores"), BARE_DATA_DIR=str(work / "bare"),
-               PYTHONPATH=str(ROOT))
-    with open(work / "bare.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_agent.py"), "worker",
-                                 "-l", "warn"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_bare(broker, work, "bare-")
     try:
         return output_rate(broker.bootstrap, settings.topic("execution-scores"), len(records),
-                           600, proc, work / "bare.log")
+                           600, proc, work / "bare-.log")
     finally:
         stop_process(proc)
 
 
 def _event_id(value: bytes) -> str:
-    """The event id of a score record, without parsing the whole record (ids are plain)."""
-    start = value.index(b'"event_id":"') + 12
+    """The event id of a score record, without parsing the whole record (ids are plain; the
+    bare agent's records have a space after the colon)."""
+    start = value.index(b'"event_id":') + 11
+    start = value.index(b'"', start) + 1
     return value[start:value.index(b'"', start)].decode()
 
 
+def start_bare(broker: EmbeddedBroker, work: Path, prefix: str) -> subprocess.Popen:
+    """The bare Faust passthrough agent on `prefix` topics, as a child process."""
+    settings = Settings.load({"broker": broker.url, "topic_prefix": prefix}, environ={})
+    ensure_topics(settings, ["interactions", "execution-scores"])
+    env = dict(os.environ, FRONTLINE_BROKER=broker.url, BARE_IN=settings.topic("interactions"),
+               BARE_OUT=settings.topic("execution-scores"), BARE_DATA_DIR=str(work / prefix),
+               BARE_APP_ID=prefix, PYTHONPATH=str(ROOT))
+    with open(work / f"{prefix}.log", "wb") as log:
+        return subprocess.Popen([sys.executable, str(ROOT / "bench" / "bare_agent.py"), "worker",
+                                 "-l", "warn"], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
 def bench_latency(broker: EmbeddedBroker, work: Path, rate: float, seconds: float,
-                  seed: int) -> tuple[float, float, int]:
-    prefix = "lat-"
+                  seed: int, bare: bool = False) -> tuple[float, float, int, list[float]]:
+    """p50, p99 (ms), records never seen, and the p50 of each 5 s slice of the run (ms)."""
+    prefix = "lat-bare-" if bare else "lat-"
     settings = Settings.load({"broker": broker.url, "topic_prefix": prefix}, environ={})
     ensure_topics(settings)
-    worker = start_worker(broker.url, free_port(), work / prefix, work / "latency.log",
-                          {"FRONTLINE_TOPIC_PREFIX": prefix, "FRONTLINE_APP_ID": prefix})
+    if bare:
+        worker = start_bare(broker, work, prefix)
+    else:
+        worker = start_worker(broker.url, free_port(), work / prefix, work / f"{prefix}.log",
+                              {"FRONTLINE_TOPIC_PREFIX": prefix, "FRONTLINE_APP_ID": prefix})
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
     done = threading.Event()
@@ -138,14 +151,23 @@ def bench_latency(broker: EmbeddedBroker, work: Path, rate: float, seconds: floa
 
     reader = threading.Thread(target=consume, daemon=True)
     reader.start()
-    time.sleep(2.0)  # the reader has joined and fetches
-    records = interactions(int(rate * seconds), seed + 1, realistic=False)
     # a little batching keeps the load generator's own CPU low on a 2-core machine; the
     # linger counts against the measured latency
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=2,
                              enable_idempotence=False)
     topic = settings.topic("interactions")
+    records = interactions(int(rate * seconds) + 1, seed + 1, realistic=False)
     ids = [json.loads(value)["event_id"] for _, value in records]
+    # warm-up: one record through (the bare agent has no ready line); it is not measured
+    producer.send(topic, key=records[0][0], value=records[0][1])
+    producer.flush()
+    deadline = time.monotonic() + 90
+    while ids[0] not in seen:
+        if time.monotonic() > deadline or worker.poll() is not None:
+            stop_process(worker)
+            raise RuntimeError(f"no output from the {prefix} worker; see its log")
+        time.sleep(0.05)
+    records, ids = records[1:], ids[1:]
     start = time.perf_counter()
     try:
         for i, (key, value) in enumerate(records):
@@ -156,7 +178,7 @@ def bench_latency(broker: EmbeddedBroker, work: Path, rate: float, seconds: floa
             producer.send(topic, key=key, value=value)
         producer.flush()
         deadline = time.monotonic() + 60
-        while len(seen) < len(records) and time.monotonic() < deadline:
+        while len(seen) < len(records) + 1 and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         done.set()
@@ -169,13 +191,11 @@ def bench_latency(broker: EmbeddedBroker, work: Path, rate: float, seconds: floa
     for k, t in sent.items():
         if k in seen:
             slices.setdefault(int((t - start) // 5), []).append(seen[k] - t)
-    print("  p50 by 5 s slice: " + ", ".join(f"{statistics.median(v) * 1000:.0f}"
-                                             for _, v in sorted(slices.items())) + " ms",
-          flush=True)
     steady.sort()
     p50 = statistics.median(steady) * 1000
     p99 = steady[int(len(steady) * 0.99) - 1] * 1000
-    return p50, p99, len(records) - len(seen)
+    return p50, p99, len(records) - len(seen) + 1, [
+        statistics.median(v) * 1000 for _, v in sorted(slices.items())]
 
 
 def bench_startup(broker: EmbeddedBroker, work: Path, runs: int) -> list[float]:
@@ -220,10 +240,22 @@ def main() -> int:
             print(f"  Frontline, 2% malformed 1% dup {mix:8.0f} scores/s   ({valid} valid of "
                   f"{len(mixed)}, fresh broker)", flush=True)
         with EmbeddedBroker(port=free_port(), log_path=work / "broker3.log") as broker:
-            p50, p99, missing = bench_latency(broker, work, args.rate, args.latency_seconds,
-                                              args.seed)
+            p50, p99, missing, slices = bench_latency(broker, work, args.rate,
+                                                      args.latency_seconds, args.seed)
             print(f"latency at {args.rate:g} events/s for {args.latency_seconds:g} s: "
                   f"p50 {p50:.0f} ms  p99 {p99:.0f} ms  (unseen: {missing})", flush=True)
+            print("  p50 by 5 s slice: " + ", ".join(f"{v:.0f}" for v in slices) + " ms",
+                  flush=True)
+        # The same run against the bare passthrough agent, on a broker of its own: how much
+        # of the latency, and of its growth across the run, is the broker's and Faust's.
+        with EmbeddedBroker(port=free_port(), log_path=work / "broker4.log") as broker:
+            p50, p99, missing, slices = bench_latency(broker, work, args.rate,
+                                                      args.latency_seconds, args.seed, bare=True)
+            print(f"  bare Faust passthrough agent: p50 {p50:.0f} ms  p99 {p99:.0f} ms  "
+                  f"(unseen: {missing})", flush=True)
+            print("  p50 by 5 s slice: " + ", ".join(f"{v:.0f}" for v in slices) + " ms",
+                  flush=True)
+        with EmbeddedBroker(port=free_port(), log_path=work / "broker5.log") as broker:
             starts = bench_startup(broker, work, args.startup_runs)
             print("start-up to ready: " + ", ".join(f"{t:.1f} s" for t in starts)
                   + f"  (median {statistics.median(starts):.1f} s)", flush=True)

@@ -1,13 +1,25 @@
 """The ledger's tables (SQLAlchemy 2): every decision Frontline published, keyed by its
-deterministic id, the lesson lifecycle as the worker decided it, and lesson-effect measurements. The schema itself is created and upgraded by the
-Alembic migrations in models/migrations; these classes must match the newest revision."""
+deterministic id, the lesson lifecycle as the worker decided it, lesson-effect measurements,
+and the quarantine of records the writer could not store. The schema itself is created and
+upgraded by the Alembic migrations in models/migrations; these classes must match the newest
+revision."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(200)
@@ -117,3 +129,26 @@ class Effect(Base):
     after_n: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     playbook_version: Mapped[str] = mapped_column(String(100))
+
+
+class Quarantined(Base):
+    """A record the ledger writer read but could not turn into rows or store (a date that
+    overflows in UTC, a NUL in a text, a number too big for its column, not JSON ...), kept
+    byte for byte with the reason, so that one record never stops or stalls the writer and
+    nothing is lost silently. One row per position on the broker: a re-delivery adds none."""
+
+    __tablename__ = "quarantine"
+
+    # where it was read: the topic as named on the broker, partition and offset
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kafka_partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kafka_offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    contract_topic: Mapped[str] = mapped_column(String(100))  # e.g. lesson-completions
+    record_key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes | None] = mapped_column(LargeBinary)  # null: a tombstone
+    # the contract id (award_id, gap_id:status ...) when the JSON has one, for reconcile
+    record_id: Mapped[str | None] = mapped_column(Text)
+    error_type: Mapped[str] = mapped_column(String(100))  # the exception's class name
+    kind: Mapped[str] = mapped_column(String(30))  # overflow, invalid_text, unparseable ...
+    reason: Mapped[str] = mapped_column(Text)  # one line
+    quarantined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_PLAYBOOK_NAME = "default_playbook.yaml"
 
+# A playbook is a few kilobytes; these bounds refuse a wrong file or an alias bomb ("billion
+# laughs") at once instead of parsing or expanding it for minutes.
+MAX_PLAYBOOK_BYTES = 1_000_000
+MAX_YAML_NODES = 1_000_000  # with every alias expanded; 1 MB of YAML has far fewer
+
 # Fields of an interaction a standard may check; "qa.<item>" names a QA checklist item.
 NUMERIC_FIELDS = ("wait_s", "talk_s", "hold_s", "wrap_s", "transfers", "csat", "nps", "sentiment")
 BOOLEAN_FIELDS = ("resolved",)
@@ -219,16 +224,72 @@ def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+class _RecursiveAlias(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        self.node = node
+
+
+def _expanded_nodes(root: yaml.Node, limit: int) -> int:
+    """Nodes of the document with every alias expanded (counting stops past `limit`); raises
+    _RecursiveAlias for an alias inside its own anchor."""
+    sizes: dict[int, int] = {}  # an anchored node is one object wherever its aliases point
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise _RecursiveAlias(node)
+        open_nodes.add(id(node))
+        total = 1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        open_nodes.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    return size(root)
+
+
+def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML node tree (for line numbers) and the data built from it, parsed once."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        try:
+            expanded = _expanded_nodes(root, MAX_YAML_NODES)
+        except _RecursiveAlias as exc:
+            raise PlaybookError(f"{source}:{exc.node.start_mark.line + 1}: a YAML alias refers "
+                                f"to its own anchor") from None
+        if expanded > MAX_YAML_NODES:
+            raise PlaybookError(f"{source}: YAML anchors and aliases expand to more than "
+                                f"{MAX_YAML_NODES:,} values; write the playbook out without "
+                                f"them") from None
+        return root, loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
 def parse_playbook(text: str, source: str = "<playbook>") -> Playbook:
     """Validate playbook YAML text; raise PlaybookError naming line, field and reason."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _compose(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         reason = getattr(exc, "problem", None) or str(exc)
         raise PlaybookError(f"{where}: not valid YAML: {reason}") from None
+    except RecursionError:
+        raise PlaybookError(f"{source}: not a playbook: nested too deeply") from None
     if not isinstance(data, dict):
         raise PlaybookError(f"{source}:1: a playbook is a mapping with version, standards, lessons")
     try:
@@ -253,7 +314,17 @@ def load_playbook(path: str | Path | None = None) -> Playbook:
         return parse_playbook(text, DEFAULT_PLAYBOOK_NAME)
     p = Path(path)
     try:
-        text = p.read_text("utf-8")
+        with p.open("rb") as f:
+            data = f.read(MAX_PLAYBOOK_BYTES + 1)  # bounded: the path may be /dev/zero
     except OSError as exc:
-        raise PlaybookError(f"{p}: cannot read playbook: {exc.strerror}") from None
+        raise PlaybookError(f"{p}: cannot read playbook: {exc.strerror or exc}") from None
+    if len(data) > MAX_PLAYBOOK_BYTES:
+        raise PlaybookError(f"{p}: more than {MAX_PLAYBOOK_BYTES // 1_000_000} MB, too large "
+                            f"for a playbook (they are a few kB): is it the right file?")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PlaybookError(f"{p}:{line}: not UTF-8 text: byte 0x{data[exc.start]:02x} at "
+                            f"offset {exc.start}; save the playbook as UTF-8") from None
     return parse_playbook(text, str(p))

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from agents.gap_rule import GapRule
 from models.playbook import PlaybookError, load_playbook
-from streams.settings import Settings, SettingsError
+from streams.settings import Settings, SettingsError, unknown_variables
 
 
 class UsageError(Exception):
     """A command-line mistake; printed as one line, exit code 2."""
+
+
+class CommandFailed(RuntimeError):
+    """Something the command needs failed while it ran (a broker or database that does not
+    answer, a file that cannot be written); printed as one line, exit code 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -129,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--status", help="assigned, overdue, completed, expired, cancelled, "
                        "superseded" if table == "assignments" else argparse.SUPPRESS)
     q = ledger.add_parser("lessons", help="per lesson: how assignments ended, time to "
-                          "complete, effect with 95 % CI")
+                          "complete, effect with 95 %% CI")
     _ledger_filters(q)
     q.add_argument("--format", choices=("text", "json", "html"), default="text")
     q.add_argument("--output", help="write to this file instead of standard output")
@@ -147,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = ledger.add_parser("balance", help="points by day, week and month; open lessons")
     q.add_argument("employee", nargs="?", help="employee id")
     q.add_argument("--team", help="a team's balance instead of an employee's")
+    q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
+    q = ledger.add_parser("quarantine", help="records the writer could not store: where they "
+                          "were read, why, and (json) their bytes")
+    q.add_argument("--format", choices=("text", "json"), default="text")
     q.add_argument("--database-url", help="ledger URL (FRONTLINE_DATABASE_URL)")
     return parser
 
@@ -172,6 +183,81 @@ def _settings(args: argparse.Namespace, names: Sequence[str]) -> Settings:
     return Settings.load(overrides)
 
 
+def _require_broker(settings: Settings) -> None:
+    """Fail in one line within settings.connect_timeout_s when no broker answers (a Kafka
+    client would wait 30 s, then end in a traceback)."""
+    from streams.embedded_broker import unreachable_reason
+
+    reason = unreachable_reason(settings.bootstrap_servers, settings.connect_timeout_s)
+    if reason is not None:
+        raise CommandFailed(f"cannot reach the Kafka broker at "
+                            f"{', '.join(settings.bootstrap_servers)} within "
+                            f"{settings.connect_timeout_s:g} s: {reason}; check --broker or "
+                            f"FRONTLINE_BROKER (`frontline broker` starts a local one)")
+
+
+def _database_reason(exc: BaseException, url: Any) -> str:
+    """A database driver's (often multi-line) message as one line, with a hint for SQLite."""
+    text = str(getattr(exc, "orig", None) or exc)
+    reason = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    if url.get_backend_name() == "sqlite" and ("unable to open" in reason
+                                               or "readonly" in reason):
+        reason += " (can the file and its folder be written?)"
+    return reason
+
+
+def _require_database(settings: Settings, schema: bool) -> None:
+    """Fail in one line, naming the database (never its password), when the ledger database
+    cannot be opened or reached within settings.connect_timeout_s; with `schema`, also when
+    its schema is not the code's. A SQLite file's folder is created when missing."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from streams.ledger_schema import check_schema, create_ledger_engine
+
+    url = make_url(settings.database_url)
+    shown = url.render_as_string(hide_password=True)
+    try:
+        if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+            # libpq waits for an unanswered connection as long as TCP does (minutes)
+            timeout = max(1, round(settings.connect_timeout_s))
+            engine = create_engine(url, connect_args={"connect_timeout": timeout})
+        else:
+            engine = create_ledger_engine(settings.database_url)
+    except OSError as exc:
+        raise CommandFailed(f"cannot create the folder {exc.filename} of the ledger database "
+                            f"{shown}: {exc.strerror or exc}") from None
+    try:
+        with engine.connect():
+            pass
+        if schema:
+            check_schema(engine)
+    except SQLAlchemyError as exc:
+        raise CommandFailed(f"cannot open the ledger database {shown}: "
+                            f"{_database_reason(exc, url)}") from None
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _terminate_gracefully() -> Iterator[None]:
+    """SIGTERM ends the command like an exception (exit 143), so that `finally` blocks stop
+    the child processes it started; the previous handler comes back afterwards."""
+    def terminate(*_: Any) -> None:
+        raise SystemExit(128 + signal.SIGTERM)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from streams.embedded_broker import EmbeddedBroker
 
@@ -195,6 +281,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings(args, ("broker", "topic_prefix", "playbook", "metrics_port",
                                 "partitions", "data_dir", "log_level"))
     playbook = load_playbook(settings.playbook)
+    try:
+        (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"cannot use the data directory {settings.data_dir} (--data-dir, "
+                            f"FRONTLINE_DATA_DIR): {exc.strerror or exc}") from None
     return run_worker(settings, playbook)
 
 
@@ -211,6 +302,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UsageError(f"frontline simulate: {exc}") from None
     if args.count is None and args.duration is None:
         args.count = 10_000
+    _require_broker(settings)
 
     def progress(stats: dict[str, int]) -> None:
         now = datetime.now().strftime("%H:%M:%S")
@@ -232,8 +324,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         simulator_config(args.seed, args.employees)
     except ValueError as exc:
         raise UsageError(f"frontline demo: {exc}") from None
-    return run_demo(duration_s=args.duration, rate=args.rate, seed=args.seed,
-                    employees=args.employees, port=args.port, metrics_port=args.metrics_port)
+    with _terminate_gracefully():
+        return run_demo(duration_s=args.duration, rate=args.rate, seed=args.seed,
+                        employees=args.employees, port=args.port,
+                        metrics_port=args.metrics_port)
 
 
 def cmd_playbook(args: argparse.Namespace) -> int:
@@ -268,25 +362,65 @@ def cmd_playbook(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
+    """The ledger commands, after checking in one line what they need: the database (and its
+    schema, then the broker, for the commands that read topics)."""
+    from alembic.util import CommandError
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from streams import ledger_cli
 
-    return ledger_cli.run(args)
+    settings = _settings(args, ("broker", "topic_prefix", "database_url"))
+    reads_topics = args.ledger_command in ("run", "reconcile")
+    _require_database(settings, schema=reads_topics)
+    if reads_topics:
+        _require_broker(settings)
+    url = make_url(settings.database_url)
+    shown = url.render_as_string(hide_password=True)
+    try:
+        return ledger_cli.run(args)
+    except SQLAlchemyError as exc:  # e.g. the database went away while the command ran
+        raise CommandFailed(f"cannot use the ledger database {shown}: "
+                            f"{_database_reason(exc, url)}") from None
+    except CommandError as exc:  # Alembic: e.g. a revision this version does not know
+        raise CommandFailed(f"cannot migrate the ledger database {shown}: {exc}") from None
 
 
 COMMANDS = {"broker": cmd_broker, "worker": cmd_worker, "simulate": cmd_simulate,
             "demo": cmd_demo, "playbook": cmd_playbook, "ledger": cmd_ledger}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from streams.demo import DemoError
-    from streams.embedded_broker import BrokerError
-    from streams.ledger_schema import LedgerSchemaError
-    from streams.metrics import MetricsError
-    from streams.topic_admin import TopicError
+def _quiet_stdout() -> None:
+    """Send what is still buffered for a closed pipe nowhere (else Python complains at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured in tests)
+        pass
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure it knows ends as one line on stderr and a non-zero exit:
+    2 for a bad argument, setting or playbook (the command could not start as told), 1 for a
+    failure while it ran, 130 for Ctrl-C."""
+    for warning in unknown_variables():
+        print(f"frontline: warning: {warning}", file=sys.stderr)
+    try:
+        from kafka.errors import KafkaError
+
+        from streams.demo import DemoError
+        from streams.embedded_broker import BrokerError
+        from streams.ledger_schema import LedgerSchemaError
+        from streams.metrics import MetricsError
+        from streams.topic_admin import TopicError
+    except KeyboardInterrupt:
+        print("frontline: interrupted", file=sys.stderr)
+        return 130
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in a traceback at exit
+        return code
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -294,7 +428,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             DemoError, LedgerSchemaError) as exc:
         print(f"frontline: {exc}", file=sys.stderr)
         return 2
+    except CommandFailed as exc:
+        print(f"frontline: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:  # the broker failed after the command had reached it
+        print(f"frontline: the Kafka broker failed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like cat does
+        _quiet_stdout()
+        return 141
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"frontline: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
+        print("frontline: interrupted", file=sys.stderr)
         return 130
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from models.playbook import Playbook, load_playbook
 from streams import metrics, topics
-from streams.child_process import stop_process
+from streams.child_process import start_child, stop_process
 from streams.embedded_broker import BrokerError, EmbeddedBroker, free_port, port_in_use
 from streams.output_tally import OutputTally, Tally
 from streams.settings import Settings
@@ -45,8 +45,8 @@ def start_worker(broker_url: str, metrics_port: int, data_dir: Path, log_path: P
     })
     env.update(extra_env or {})
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = start_child([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                           stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
     while READY_LINE not in log_path.read_text(errors="replace"):
         if proc.poll() is not None:

@@ -1,9 +1,10 @@
 """`frontline ledger ...`: migrate the schema, run the writer, show an employee's balance,
-list, export, reconcile, and the lesson report."""
+list, export, reconcile, the lesson report, and the quarantine."""
 
 from __future__ import annotations
 
 import argparse
+import collections
 import signal
 import threading
 
@@ -23,7 +24,7 @@ def _settings(args: argparse.Namespace, *names: str) -> Settings:
 def run(args: argparse.Namespace) -> int:
     commands = {"migrate": _migrate, "run": _run, "balance": _balance, "awards": _list,
                 "assignments": _list, "export": _export, "reconcile": _reconcile,
-                "lessons": _lessons}
+                "lessons": _lessons, "quarantine": _quarantine}
     return commands[args.ledger_command](args)
 
 
@@ -110,24 +111,64 @@ def _lessons(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from streams.ledger_reconcile import ledger_ids, reconcile, topic_ids
+    from streams.ledger_reconcile import ledger_ids, quarantined_ids, reconcile, topic_ids
 
     settings = _settings(args, "broker", "topic_prefix", "database_url")
     store = _store(args)
-    report = reconcile(topic_ids(settings, idle_s=args.idle), ledger_ids(store))
+    kept = quarantined_ids(store)
+    report = reconcile(topic_ids(settings, idle_s=args.idle), ledger_ids(store), kept)
+    # records, not ids: a record forwarded to another partition is there twice
+    held = collections.Counter(r["contract_topic"] for r in store.quarantined())
     store.engine.dispose()
     for topic in report.on_topics:
         print(f"{topic:20s} on topics {report.on_topics[topic]:8d}  in ledger "
-              f"{report.in_ledger[topic]:8d}  missing in ledger "
-              f"{len(report.missing_in_ledger[topic]):6d}  missing on topics "
-              f"{len(report.missing_on_topics[topic]):6d}")
-        for side, ids in (("missing in ledger", report.missing_in_ledger[topic]),
+              f"{report.in_ledger[topic]:8d}  quarantined {len(report.quarantined[topic]):6d}"
+              f"  missing in ledger {len(report.missing_in_ledger[topic]):6d}  missing on "
+              f"topics {len(report.missing_on_topics[topic]):6d}")
+        for side, ids in (("quarantined", report.quarantined[topic]),
+                          ("missing in ledger", report.missing_in_ledger[topic]),
                           ("missing on topics", report.missing_on_topics[topic])):
             for i in ids:
                 print(f"  {side}: {i}")
-    print("reconciled: nothing missing on either side" if report.clean else
-          "NOT reconciled: ids missing (listed above)")
+    # lesson completions are input, not compared with a topic: their quarantine is told here
+    for topic, n in sorted(held.items()):
+        if topic not in report.on_topics:
+            print(f"{topic:20s} quarantined {n:6d}")
+    total = held.total()
+    note = (f" ({total} records quarantined: `frontline ledger quarantine` lists them)"
+            if total else "")
+    print(("reconciled: nothing missing on either side" if report.clean else
+           "NOT reconciled: ids missing (listed above)") + note)
     return 0 if report.clean else 1
+
+
+def _quarantine(args: argparse.Namespace) -> int:
+    import base64
+    import json
+
+    store = _store(args)
+    try:
+        rows = store.quarantined(values=args.format == "json")
+    finally:
+        store.engine.dispose()
+    if args.format == "json":
+        for r in rows:
+            for name in ("record_key", "value"):  # the bytes exactly, and as text to read
+                raw = r.pop(name)
+                r[f"{name}_base64"] = None if raw is None else base64.b64encode(raw).decode()
+                r[name] = None if raw is None else raw.decode("utf-8", "backslashreplace")
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    columns = ("quarantined_at", "topic", "kafka_partition", "kafka_offset", "error_type",
+               "kind", "size", "reason")
+    headers = {"kafka_partition": "partition", "kafka_offset": "offset"}
+    widths = {c: max([len(headers.get(c, c))] + [len(str(r[c])) for r in rows])
+              for c in columns}
+    print("  ".join(headers.get(c, c).ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in columns).rstrip())
+    print(f"({len(rows)} quarantined records)")
+    return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:

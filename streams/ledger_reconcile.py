@@ -1,8 +1,11 @@
-"""Reconcile: compare the decision ids on the output topics with the ledger's, both ways."""
+"""Reconcile: compare the decision ids on the output topics with the ledger's, both ways. A
+record the ledger writer quarantined is accounted for (listed as quarantined, not missing).
+
+A record whose JSON has no id stands for its position, `@<partition>:<offset>`, on both
+sides."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -10,9 +13,9 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import select
 
 from models.events import ENDED_STATUSES
-from models.ledger import Assignment, Award, Effect, Gap, PendingEnding
+from models.ledger import Assignment, Award, Effect, Gap, PendingEnding, Quarantined
 from streams import topics
-from streams.ledger_store import LedgerStore
+from streams.ledger_store import LedgerStore, source_record_id, storable_text
 from streams.settings import Settings
 
 # the decision topics the ledger keeps, by contract name
@@ -26,6 +29,8 @@ class Report:
     in_ledger: dict[str, int] = field(default_factory=dict)
     missing_in_ledger: dict[str, list[str]] = field(default_factory=dict)
     missing_on_topics: dict[str, list[str]] = field(default_factory=dict)
+    # on the topics, not in the ledger, but in its quarantine: accounted for
+    quarantined: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -54,7 +59,8 @@ def topic_ids(settings: Settings, idle_s: float = 2.0, timeout_s: float = 300.0
             for tp, messages in polled.items():
                 topic = names[tp.topic]
                 for m in messages:
-                    ids[topic].add(topics.record_key(topic, json.loads(m.value)))
+                    ids[topic].add(source_record_id(topic, m.value)
+                                   or position_id(m.partition, m.offset))
             if polled:
                 quiet_since = time.monotonic()
         return ids
@@ -80,11 +86,33 @@ def ledger_ids(store: LedgerStore) -> dict[str, set[str]]:
             topics.LESSON_EFFECTS: store.ids(Effect)}
 
 
-def reconcile(on_topics: dict[str, set[str]], in_ledger: dict[str, set[str]]) -> Report:
+def position_id(partition: int, offset: int) -> str:
+    """What stands for a record without an id: where it is on its topic."""
+    return f"@{partition}:{offset}"
+
+
+def quarantined_ids(store: LedgerStore) -> dict[str, set[str]]:
+    """The ids of the records in the quarantine, by contract topic (every topic the writer
+    reads, lesson completions too)."""
+    q = Quarantined
+    ids: dict[str, set[str]] = {}
+    with store.engine.connect() as conn:
+        for topic, record_id, partition, offset in conn.execute(
+                select(q.contract_topic, q.record_id, q.kafka_partition, q.kafka_offset)):
+            ids.setdefault(topic, set()).add(record_id or position_id(partition, offset))
+    return ids
+
+
+def reconcile(on_topics: dict[str, set[str]], in_ledger: dict[str, set[str]],
+              quarantined: dict[str, set[str]] | None = None) -> Report:
     report = Report()
     for topic in DECISION_TOPICS:
         seen, stored = on_topics.get(topic, set()), in_ledger.get(topic, set())
+        kept = (quarantined or {}).get(topic, set())
         report.on_topics[topic], report.in_ledger[topic] = len(seen), len(stored)
-        report.missing_in_ledger[topic] = sorted(seen - stored)
+        absent = seen - stored
+        held = {i for i in absent if storable_text(i) in kept}
+        report.quarantined[topic] = sorted(held)
+        report.missing_in_ledger[topic] = sorted(absent - held)
         report.missing_on_topics[topic] = sorted(stored - seen)
     return report

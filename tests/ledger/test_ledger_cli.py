@@ -21,7 +21,7 @@ def test_the_writer_refuses_an_out_of_date_schema_with_one_line(
     assert err.count("\n") == 0
     assert "no schema yet: run `frontline ledger migrate`" in err
     assert main(["ledger", "migrate", "--database-url", url]) == 0
-    assert "revision 0003" in capsys.readouterr().out
+    assert "revision 0004" in capsys.readouterr().out
     assert main(["ledger", "migrate", "--database-url", url]) == 0  # again: nothing to do
     assert main(["ledger", "balance", "nobody", "--database-url", url]) == 0
     out = capsys.readouterr().out

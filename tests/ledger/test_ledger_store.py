@@ -129,10 +129,10 @@ def test_migrations_upgrade_an_empty_and_a_previous_revision_database(
     with pytest.raises(LedgerSchemaError, match="no schema yet: run `frontline ledger migrate`"):
         check_schema(empty_engine)
     assert migrate(empty_engine, "0001") == "0001"
-    with pytest.raises(LedgerSchemaError, match="revision 0001, this version needs 0003"):
+    with pytest.raises(LedgerSchemaError, match="revision 0001, this version needs 0004"):
         check_schema(empty_engine)
     assert migrate(empty_engine, "0002") == "0002"
-    with pytest.raises(LedgerSchemaError, match="revision 0002, this version needs 0003: run "
+    with pytest.raises(LedgerSchemaError, match="revision 0002, this version needs 0004: run "
                        "`frontline ledger migrate`"):
         check_schema(empty_engine)
     # a database of the previous revision, with data in it, keeps its rows on upgrade
@@ -154,7 +154,7 @@ def test_migrations_upgrade_an_empty_and_a_previous_revision_database(
         "event_id": done.event_id, "assignment_id": a.assignment_id,
         "employee_id": a.employee_id, "completed_at": done.completed_at, "outcome": "applied",
         "reason": ""})
-    assert migrate(empty_engine) == head_revision() == current_revision(empty_engine) == "0003"
+    assert migrate(empty_engine) == head_revision() == current_revision(empty_engine) == "0004"
     check_schema(empty_engine)
     columns = {c["name"] for c in inspect(empty_engine).get_columns("assignments")}
     assert "ended_at" in columns and not columns & {"pass_rate_before", "pass_rate_after"}
@@ -187,8 +187,9 @@ def test_the_newest_revision_downgrades_and_upgrades_again(store: LedgerStore) -
         command.downgrade(config, "0002")
     assert current_revision(store.engine) == "0002"
     tables = set(inspect(store.engine).get_table_names())
-    assert "assignments" in tables and not tables & {"lesson_effects", "pending_endings"}
-    assert migrate(store.engine) == "0003"
+    assert "assignments" in tables and not tables & {"lesson_effects", "pending_endings",
+                                                     "quarantine"}
+    assert migrate(store.engine) == "0004"
     assert store.ids(Assignment) == assignments
 
 

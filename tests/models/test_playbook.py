@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
 from models.playbook import (
+    MAX_PLAYBOOK_BYTES,
+    MAX_YAML_NODES,
     Playbook,
     PlaybookError,
     load_playbook,
@@ -204,3 +207,83 @@ def test_missing_playbook_file_is_a_one_line_error(tmp_path):
 
 def test_playbook_error_is_a_value_error():
     assert issubclass(PlaybookError, ValueError)
+
+
+# ---- files that are not a playbook, refused cheaply -----------------------------------------
+
+
+def _load_error(path) -> str:
+    with pytest.raises(PlaybookError) as exc:
+        load_playbook(path)
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_file_that_is_not_utf8_names_its_line_and_byte(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(GOOD.replace("Warm greeting", "Caf\xe9 greeting").encode("latin-1"))
+    offset = GOOD.index("Warm greeting") + 3
+    line = GOOD[:offset].count("\n") + 1
+    assert _load_error(path) == (f"{path}:{line}: not UTF-8 text: byte 0xe9 at offset "
+                                 f"{offset}; save the playbook as UTF-8")
+
+
+def test_a_utf16_file_is_refused_at_its_first_byte(tmp_path):
+    path = tmp_path / "notepad.yaml"
+    path.write_bytes(GOOD.encode("utf-16"))
+    assert _load_error(path).startswith(f"{path}:1: not UTF-8 text: byte 0xff at offset 0")
+
+
+def test_a_utf8_byte_order_mark_is_fine(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(GOOD.encode("utf-8-sig"))
+    assert load_playbook(path).version == "t1"
+
+
+def test_a_file_over_the_size_limit_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text(GOOD + "# " + "x" * MAX_PLAYBOOK_BYTES + "\n", "utf-8")
+    started = time.monotonic()
+    assert "too large for a playbook" in _load_error(path)
+    assert time.monotonic() - started < 1
+
+
+def test_an_endless_file_is_refused(tmp_path):
+    assert "/dev/zero: more than 1 MB" in _load_error("/dev/zero")
+
+
+def test_a_folder_is_refused(tmp_path):
+    assert _load_error(tmp_path) == f"{tmp_path}: cannot read playbook: Is a directory"
+
+
+def _alias_bomb(levels: int) -> str:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it():
+    started = time.monotonic()
+    message = _error(_alias_bomb(10))  # 9 ** 10 strings once expanded
+    assert message == ("pb.yaml: YAML anchors and aliases expand to more than "
+                       f"{MAX_YAML_NODES:,} values; write the playbook out without them")
+    assert time.monotonic() - started < 1
+
+
+def test_an_alias_inside_its_own_anchor_is_refused():
+    assert _error("version: &v [1, *v]\n") == "pb.yaml:1: a YAML alias refers to its own anchor"
+
+
+def test_anchors_and_aliases_in_a_real_playbook_still_work():
+    text = _replace("    check: {field: qa.greeting, op: is_true}\n",
+                    "    check: &qa {field: qa.greeting, op: is_true}\n")
+    text = text.replace("lessons:\n", "  again:\n    title: Again\n    check: *qa\n"
+                        "    target: 0.9\n    lesson: warm\nlessons:\n")
+    assert parse_playbook(text).standards["again"].check.field == "qa.greeting"
+
+
+def test_nesting_too_deep_is_one_line():
+    assert _error("x: " + "[" * 100_000 + "]" * 100_000 + "\n") == (
+        "pb.yaml: not a playbook: nested too deeply")
