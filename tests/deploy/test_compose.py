@@ -451,6 +451,13 @@ def test_the_health_check_needs_no_curl_and_asks_healthz_on_the_metrics_port() -
         assert f"127.0.0.1:{metrics_port(svc)}/healthz" in test[3], name
 
 
+def test_metrics_listen_on_every_interface_in_the_containers() -> None:
+    """The default is loopback only; Prometheus scrapes from another container."""
+    c = load_compose()
+    for name in runs(c, "worker") + runs(c, "ledger", "run"):
+        assert load_settings(env_of(c["services"][name])).metrics_host == "0.0.0.0", name
+
+
 @pytest.mark.timeout(60)
 def test_the_health_check_passes_on_a_live_endpoint_and_fails_on_a_stuck_one() -> None:
     """The worker's health check, run as compose runs it, against the real metrics endpoint."""

@@ -256,7 +256,11 @@ def probe_problems(objects: list[Obj]) -> list[str]:
         if obj["kind"] not in LONG_RUNNING:
             continue
         where = f"{name(obj)} {c['name']}"
-        port = settings_of(objects, obj, c).metrics_port
+        settings = settings_of(objects, obj, c)
+        port = settings.metrics_port
+        if settings.metrics_host != "0.0.0.0":  # the kubelet and Prometheus are outside the pod
+            problems.append(f"{where}: metrics bound to {settings.metrics_host}, unreachable "
+                            f"for probes and Prometheus (FRONTLINE_METRICS_HOST=0.0.0.0)")
         ports = {p.get("name"): p["containerPort"] for p in c.get("ports") or []}
         if port not in ports.values():
             problems.append(f"{where}: metrics port {port} is not a container port")
@@ -479,8 +483,10 @@ def test_the_probe_and_annotation_checks_catch_mistakes() -> None:
     pod_template(sts)["metadata"]["annotations"]["prometheus.io/port"] = "9090"
     ledger = pod_template(by_component(objects, "Deployment", "ledger"))["spec"]["containers"][0]
     del ledger["startupProbe"]
+    ledger["env"].append({"name": "FRONTLINE_METRICS_HOST", "value": "127.0.0.1"})
     problems = probe_problems(objects)
-    assert len(problems) == 4, problems
+    assert len(problems) == 5, problems
+    assert any("ledger: metrics bound to 127.0.0.1, unreachable" in p for p in problems)
     assert any("readinessProbe asks /healthz" in p for p in problems)
     assert any("livenessProbe asks /healthz on 8080" in p for p in problems)
     assert any("annotation prometheus.io/port is '9090', not '9108'" in p for p in problems)

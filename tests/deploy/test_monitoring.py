@@ -24,7 +24,7 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "frontline.json"
 
 ALERTS = {"FrontlineWorkerDown", "FrontlineConsumerLagGrowing", "FrontlineDeadLetterRateHigh",
           "FrontlineNoAwards", "FrontlineLedgerWritesFailing", "FrontlineLedgerFallingBehind",
-          "FrontlineWorkerNotReady"}
+          "FrontlineWorkerNotReady", "FrontlineNothingPublished", "FrontlineLedgerQuarantine"}
 JOBS = {"frontline-worker", "frontline-ledger"}
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")

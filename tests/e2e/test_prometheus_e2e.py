@@ -31,8 +31,9 @@ PROMETHEUS_WAIT_S = 20.0
 # dashboard panels with no data when a worker has processed only valid interactions without
 # csat: no gap, lesson, award or dead letter, and no ledger writer
 EMPTY_PANELS = {"Gaps opened / closed by standard",
-                "Lessons assigned by standard, completed, ended", "Awards by rule", "Points by rule", "Dead letters by error type",
-                "Ledger writes by topic", "Ledger lag, write failures, retrying"}
+                "Lessons assigned by standard, completed, ended", "Awards by rule",
+                "Points by rule", "Dead letters by error type", "Ledger writes by topic",
+                "Ledger lag, write failures, retrying", "Ledger quarantine by topic and reason"}
 
 
 @dataclass
@@ -166,6 +167,12 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_rules(
             for r in by_outcome} == {("interactions", "processed"): produced}
     assert prom.value(up) == 1.0
     assert prom.value(f'frontline_worker_ready{{job="{JOB}"}}') == 1.0
+    assert prom.value(f'frontline_broker_up{{job="{JOB}"}}') == 1.0
+    # one execution score per interaction, each acknowledged by the broker
+    acked = (f'sum(frontline_records_published_total{{job="{JOB}", '
+             f'topic="execution-scores"}})')
+    wait_until(lambda: prom.value(acked) == produced, "Prometheus to see every score acked",
+               PROMETHEUS_WAIT_S, lambda: f"{acked} is {prom.query(acked)}")
 
     # the rule group is loaded from the repository's file, and every rule evaluates cleanly
     rules_in_file = yaml.safe_load(RULES.read_text())["groups"][0]["rules"]
