@@ -185,6 +185,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it was started (for signals in fault tests)."""
+        return self._proc.pid if self._proc is not None else None
+
     def wait(self) -> int:
         assert self._proc is not None
         return self._proc.wait()

@@ -176,7 +176,8 @@ def test_a_frozen_broker_that_comes_back_with_its_data_is_ridden_out(
     start(p, lost_exit_s=30)
     produce_and_check(p, "emp-frozen", 5)
 
-    pid = own_broker._proc.pid  # type: ignore[union-attr]
+    pid = own_broker.pid
+    assert pid is not None
     os.kill(pid, signal.SIGSTOP)
     try:
         frozen = time.monotonic()
