@@ -3,6 +3,10 @@
 `DecisionEngine.on_interaction` and `.on_completion` take an employee's state and one validated
 event, update the state and return the records to publish. No I/O, no clock: every time comes
 from the events, so a replay of the same events gives the same records with the same ids.
+
+A standard the state knows but the playbook no longer has (removed or renamed) is retired on
+the employee's next admitted event: its open gap is closed and its open assignments cancelled,
+both with reason "standard_retired", and its state and lesson-effect measurements are dropped.
 """
 
 from __future__ import annotations
@@ -11,8 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from agents.employee_state import AssignmentState, EffectUnit, EmployeeState
-from agents.gap_rule import GapRule
+from agents.employee_state import (
+    AssignmentState,
+    EffectUnit,
+    EmployeeState,
+    SeenIds,
+    StandardState,
+)
+from agents.gap_rule import Change, GapRule
 from agents.ids import digest, stable_id
 from agents.lesson_policy import lesson_block
 from agents.reward_rules import grant_points, rolling_mean
@@ -40,7 +50,9 @@ _COMPLETED_ASSIGNMENT_KEPT_S = 90.0 * _DAY_S
 
 @dataclass(slots=True)
 class Decision:
-    """What one input event led to."""
+    """What one input event led to. A rejected completion can still carry records: those of
+    standards it retired first (see DecisionEngine._retire); they are to be published, and the
+    state written, like those of a processed event."""
 
     outcome: Outcome
     records: list[OutputRecord] = field(default_factory=list)
@@ -58,14 +70,17 @@ class DecisionEngine:
         self.scorer = Scorer(playbook)
         self.rules = {name: GapRule.for_standard(playbook, name) for name in playbook.standards}
         self.horizon = dedupe_horizon_s
+        # The dedupe memory forgets by the hour: pruning hourly keeps it near the horizon.
+        self._prune_every = min(3600.0, dedupe_horizon_s / 28)
         self._days: dict[int, str] = {}
 
     # ---- shared bookkeeping -------------------------------------------------------------
 
-    def _admit(self, state: EmployeeState, event_id: str, at: float) -> Decision | None:
-        """Dedupe by event id; refuse what is too old to prove new. None means go ahead."""
-        key = digest(event_id)
-        if key in state.seen:
+    def _admit(self, state: EmployeeState, place: tuple[int, bytes],
+               at: float) -> Decision | None:
+        """Dedupe by event id (its `place` in the dedupe memory); refuse what is too old to
+        prove new. None means go ahead."""
+        if state.seen.holds(place):
             return Decision("duplicate")
         if at < state.newest - self.horizon:
             hours = self.horizon / 3600
@@ -77,12 +92,12 @@ class DecisionEngine:
             )
         return None
 
-    def _remember(self, state: EmployeeState, event_id: str, at: float) -> None:
-        state.seen.add(digest(event_id), at)
+    def _remember(self, state: EmployeeState, place: tuple[int, bytes], at: float) -> None:
+        state.seen.put(place)
         if at > state.newest:
             state.newest = at
-            # Prune a few times per horizon rather than per event.
-            if at - state.pruned_at >= self.horizon / 28:
+            # Prune every hour or so of event time rather than per event.
+            if at - state.pruned_at >= self._prune_every:
                 floor = at - self.horizon
                 state.seen.forget_before(floor)
                 # Days an admissible late event can still fall on keep their points history.
@@ -106,7 +121,8 @@ class DecisionEngine:
 
     def on_interaction(self, state: EmployeeState, ev: Interaction) -> Decision:
         at = ev.ended_at.timestamp()
-        refused = self._admit(state, ev.event_id, at)
+        place = SeenIds.place(digest(ev.event_id), at)
+        refused = self._admit(state, place, at)
         if refused is not None:
             return refused
         state.team_id = ev.team_id
@@ -131,25 +147,38 @@ class DecisionEngine:
             )
         ]
         day = self._day(ev.ended_at)
+        if not state.standards.keys() <= self.rules.keys():
+            records.extend(self._retire(state, at, base, ev.interaction_id))
         records.extend(self._expire(state, at, base, ev.interaction_id))
+        # (the loop body is inlined: it runs for every applicable outcome)
+        standards, rules, interaction_id = state.standards, self.rules, ev.interaction_id
+        # standards with a lesson-effect measurement (one opened by this event starts with
+        # the next)
+        measured = {u.standard for u in state.effects.values()} if state.effects else ()
         for j in judgements:
-            if j.outcome != NOT_APPLICABLE:
-                records.extend(self._update_standard(state, ev, j.standard, j.outcome == PASS,
-                                                     at, day, base))
+            outcome = j.outcome
+            if outcome == NOT_APPLICABLE:
+                continue
+            name, passed = j.standard, outcome == PASS
+            st = standards.get(name)
+            if st is None:
+                st = standards[name] = StandardState()
+            if name in measured:
+                records.extend(self._measure(state, name, passed, base))
+            change = rules[name].observe(st, interaction_id, passed)
+            if change is not None:
+                records.extend(self._gap_change(state, ev, name, st, change, at, day, base))
         records.extend(self._assign_lessons(state, ev, at, base))
         records.extend(self._interaction_rewards(state, ev, score, day, base))
-        self._remember(state, ev.event_id, at)
+        self._remember(state, place, at)
         return Decision("processed", records)
 
-    def _update_standard(self, state: EmployeeState, ev: Interaction, name: str, passed: bool,
-                         at: float, day: str, base: dict[str, object]) -> list[OutputRecord]:
-        st = state.standard(name)
-        out: list[OutputRecord] = self._measure(state, name, passed, base) \
-            if state.effects else []
+    def _gap_change(self, state: EmployeeState, ev: Interaction, name: str, st: StandardState,
+                    change: Change, at: float, day: str,
+                    base: dict[str, object]) -> list[OutputRecord]:
+        """The records of a gap that `ev`'s outcome on standard `name` opened or closed."""
+        out: list[OutputRecord] = []
         rule = self.rules[name]
-        change = rule.observe(st, ev.interaction_id, passed)
-        if change is None:
-            return out
         target = self.playbook.standards[name].target
         evidence = Evidence(**rule.evidence(st, change))
         GapRule.reset(st)
@@ -159,6 +188,7 @@ class DecisionEngine:
             st.gap_lesson_completed = False
             st.gap_assignments = 0
             st.gap_deferred = False
+            st.gap_target = target
             std = self.playbook.standards[name]
             state.effects[st.gap_id] = EffectUnit(name, std.lesson)
             out.append(PerformanceGap(gap_id=st.gap_id, standard=name, status="opened",
@@ -167,6 +197,7 @@ class DecisionEngine:
         gap_id, lesson_done = st.gap_id, st.gap_lesson_completed
         assert gap_id is not None
         st.gap_id, st.gap_opened_at, st.gap_lesson_completed = None, None, False
+        st.gap_target = None
         out.append(PerformanceGap(gap_id=gap_id, standard=name, status="closed", target=target,
                                   evidence=evidence, **base))
         # A lesson not done by the time its gap closed is no longer needed.
@@ -200,8 +231,10 @@ class DecisionEngine:
             if gap_id is None or st.gap_lesson_completed or any(
                     a.open and a.gap_id == gap_id for a in state.assignments.values()):
                 continue
+            std = self.playbook.standards.get(name)
+            if std is None:  # retired (see _retire), not yet dropped: no lesson for it
+                continue
             block = lesson_block(state, st, at, self.playbook.limits)
-            std = self.playbook.standards[name]
             if block is not None:
                 if not st.gap_deferred:
                     st.gap_deferred = True
@@ -219,7 +252,9 @@ class DecisionEngine:
                     out.append(self._end_assignment(state, old_id, old, "superseded", at, base,
                                                     f"replaced by the lesson of gap {gap_id}",
                                                     interaction_id=ev.interaction_id))
-            lesson = self.playbook.lessons[std.lesson]
+            lesson = self.playbook.lessons.get(std.lesson)
+            if lesson is None:  # the playbook check refuses this; never fail a record on it
+                continue
             assignment_id = stable_id("assignment", gap_id, str(st.gap_assignments))
             st.gap_assignments += 1
             st.last_assigned_at = at
@@ -247,7 +282,8 @@ class DecisionEngine:
     def _end_assignment(self, state: EmployeeState, assignment_id: str, a: AssignmentState,
                         status: str, at: float, base: dict[str, object], why: str,
                         completion_event_id: str | None = None,
-                        interaction_id: str | None = None) -> LessonAssignment:
+                        interaction_id: str | None = None,
+                        reason: str | None = None) -> LessonAssignment:
         """End a live assignment (frees its slot) and say so on the assignments topic."""
         a.status, a.ended_at = status, at
         if status == "completed":
@@ -259,10 +295,48 @@ class DecisionEngine:
             assignment_id=assignment_id, lesson_id=a.lesson_id,
             lesson_title=lesson.title if lesson is not None else a.lesson_id,
             standard=a.standard, gap_id=a.gap_id, due_at=due, status=status,  # type: ignore[arg-type]
-            ended_at=ended, completion_event_id=completion_event_id,
+            ended_at=ended, completion_event_id=completion_event_id, reason=reason,
             evidence=Evidence(interaction_ids=[interaction_id] if interaction_id else [],
                               statistic="lesson_status", detail=why),
             **base)  # type: ignore[arg-type]
+
+    def _retire(self, state: EmployeeState, at: float, base: dict[str, object],
+                interaction_id: str | None) -> list[OutputRecord]:
+        """Standards the state has and the playbook no longer has (removed, or renamed: a new
+        standard under the new name starts afresh): each open gap is closed and each open
+        assignment cancelled, with reason "standard_retired"; then the standard's state and
+        its lesson-effect measurements are dropped. Ended assignments stay, so that a late
+        completion of one is refused as before. Records in standard-name order; their ids are
+        those of any close or cancellation (gap id and status, assignment id and status)."""
+        rules = self.rules
+        names = {n for n in state.standards if n not in rules}
+        names.update(a.standard for a in state.assignments.values()
+                     if a.open and a.standard not in rules)
+        out: list[OutputRecord] = []
+        evidence_ids = [interaction_id] if interaction_id else []
+        for name in sorted(names):
+            why = f"standard {name} is not in playbook {self.version}"
+            st = state.standards.pop(name, None)
+            if st is not None and st.gap_id is not None:
+                opened = ("" if st.gap_opened_at is None else " opened at "
+                          + datetime.fromtimestamp(st.gap_opened_at, UTC).isoformat())
+                out.append(PerformanceGap(
+                    gap_id=st.gap_id, standard=name, status="closed",
+                    target=st.gap_target if st.gap_target is not None else 0.0,
+                    reason="standard_retired",
+                    evidence=Evidence(interaction_ids=evidence_ids, statistic="standard_retired",
+                                      detail=f"{why}: the gap{opened} is closed without a "
+                                      f"verdict on the pass rate, and its evidence is dropped"),
+                    **base))  # type: ignore[arg-type]
+            for assignment_id, a in state.assignments.items():
+                if a.open and a.standard == name:
+                    out.append(self._end_assignment(
+                        state, assignment_id, a, "cancelled", at, base,
+                        f"{why}: the lesson is no longer needed", interaction_id=interaction_id,
+                        reason="standard_retired"))
+        for gap_id in [g for g, u in state.effects.items() if u.standard not in rules]:
+            del state.effects[gap_id]
+        return out
 
     def _expire(self, state: EmployeeState, at: float, base: dict[str, object],
                 interaction_id: str) -> list[OutputRecord]:
@@ -389,41 +463,47 @@ class DecisionEngine:
 
     def on_completion(self, state: EmployeeState, ev: LessonCompletion) -> Decision:
         at = ev.completed_at.timestamp()
-        event_key = "completion:" + ev.event_id
-        refused = self._admit(state, event_key, at)
+        place = SeenIds.place(digest("completion:" + ev.event_id), at)
+        refused = self._admit(state, place, at)
         if refused is not None:
             return refused
-        a = state.assignments.get(ev.assignment_id)
-        if a is None:
-            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} "
-                            f"is not an assignment of employee {ev.employee_id}")
-        if ev.lesson_id is not None and ev.lesson_id != a.lesson_id:
-            return Decision("rejected", code="rejected", reason=f"assignment {ev.assignment_id} "
-                            f"is for lesson {a.lesson_id}, not {ev.lesson_id}")
         base: dict[str, object] = {"employee_id": ev.employee_id, "team_id": state.team_id,
                                    "playbook_version": self.version, "at": ev.completed_at}
+        a = state.assignments.get(ev.assignment_id)
+        # Retired standards first: a completion of one of their assignments finds it cancelled.
+        records: list[OutputRecord] = []
+        if not state.standards.keys() <= self.rules.keys() or (
+                a is not None and a.open and a.standard not in self.rules):
+            records = self._retire(state, at, base, None)
+        if a is None:
+            return Decision("rejected", records, code="rejected", reason=f"assignment "
+                            f"{ev.assignment_id} is not an assignment of employee "
+                            f"{ev.employee_id}")
+        if ev.lesson_id is not None and ev.lesson_id != a.lesson_id:
+            return Decision("rejected", records, code="rejected", reason=f"assignment "
+                            f"{ev.assignment_id} is for lesson {a.lesson_id}, not {ev.lesson_id}")
         if not a.open:
             ended = datetime.fromtimestamp(a.ended_at or a.assigned_at, UTC).isoformat()
-            return Decision("rejected", code="rejected", reason=f"assignment "
+            return Decision("rejected", records, code="rejected", reason=f"assignment "
                             f"{ev.assignment_id} already ended as {a.status} at {ended}")
         expires = self._expires_at(a)
         if expires is not None and at > expires:
             # The expiry itself is published with the employee's next interaction.
-            return Decision("rejected", code="rejected", reason=f"assignment "
+            return Decision("rejected", records, code="rejected", reason=f"assignment "
                             f"{ev.assignment_id} expired at "
                             f"{datetime.fromtimestamp(expires, UTC).isoformat()}")
-        records: list[OutputRecord] = [self._end_assignment(
+        records.append(self._end_assignment(
             state, ev.assignment_id, a, "completed", at, base, f"completion {ev.event_id}",
-            ev.event_id)]
-        st = state.standard(a.standard)
-        if st.gap_id == a.gap_id:
+            ev.event_id))
+        st = state.standards.get(a.standard)
+        if st is not None and st.gap_id == a.gap_id:
             st.gap_lesson_completed = True
         unit = state.effects.get(a.gap_id)
         if unit is not None and unit.after is None:
             unit.assignment_id = ev.assignment_id
             unit.before = unit.pre[-self.playbook.evidence.effect_window:]
             unit.after = ""
-        self._remember(state, event_key, at)
+        self._remember(state, place, at)
         self._forget_old_assignments(state, at)
         return Decision("processed", records)
 

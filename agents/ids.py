@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import uuid
 
 _NAMESPACE = uuid.UUID("6f1d1f0e-6b7e-5d36-9a51-3c0f3a7c2b10")
+
+# Bytes of an event-id fingerprint in the dedupe memory (agents/employee_state.SeenIds).
+DIGEST_LEN = 4
 
 
 def stable_id(*parts: str) -> str:
@@ -14,11 +16,10 @@ def stable_id(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
 
 
-def digest(event_id: str) -> str:
-    """A short fixed-size fingerprint of an input event id, for the dedupe memory:
-    48 bits as 8 URL-safe base64 characters (DIGEST_LEN)."""
-    raw = hashlib.blake2b(event_id.encode("utf-8"), digest_size=6).digest()
-    return base64.urlsafe_b64encode(raw).decode("ascii")
+def digest(event_id: str) -> bytes:
+    """The dedupe fingerprint of an input event id: 32 bits (DIGEST_LEN bytes) of blake2b.
 
-
-DIGEST_LEN = 8
+    They are the first 4 bytes of the 48-bit blake2b digest that the earlier state formats
+    stored (as hex, then base64), so a memory written by those versions migrates by truncation.
+    """
+    return hashlib.blake2b(event_id.encode("utf-8"), digest_size=6).digest()[:DIGEST_LEN]

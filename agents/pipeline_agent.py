@@ -12,6 +12,10 @@ group commit that keeps exactly-once effects cheap:
 
 A crash at any point before 4 replays the batch; the replay finds either the old state (and
 produces the same records with the same ids) or the new state (and recognises duplicates).
+
+No single input record can stop this loop: the processor never raises for a record, and every
+record it hands over (outputs, forwarded copies, dead letters, states) fits the producer's limit
+(agents/record_processor.py). Only the broker refusing or losing a batch stops the worker.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from agents.employee_state import EmployeeState
 from agents.record_processor import RecordProcessor, Result, Source
 
 # topic, key, value, partition, headers -> a future resolved when the broker has the record
-Send = Callable[[str, bytes | None, bytes, int | None, Any], Awaitable[Awaitable[Any]]]
+Send = Callable[[str, bytes | None, bytes | None, int | None, Any], Awaitable[Awaitable[Any]]]
 Observe = Callable[[Source, Result, float], None]
 SaveState = Callable[[str, EmployeeState, int], Awaitable[Awaitable[Any]]]
 Fatal = Callable[[BaseException], Awaitable[None]]
@@ -122,12 +126,18 @@ def make_pipeline(processor: RecordProcessor, source: Source, topic_names: Mappi
                             await rewind(message.tp, offset)
                     continue
             started = time.perf_counter()
+            # A null key or value stays null (a dead letter is the original record); the
+            # broker timestamp bounds how far ahead event times may be; the headers say where
+            # a forwarded copy came from. The processor never raises for a record.
             result = processor.process(source, message.topic, message.partition,
-                                       message.offset, message.key, message.value or b"")
+                                       message.offset, message.key, message.value,
+                                       timestamp=message.timestamp,
+                                       headers=getattr(message, "headers", None))
             for out in result.outgoing:
                 pending.append(await send(topic_names[out.topic], out.key, out.value,
                                           out.partition, out.headers))
             if result.state is not None and result.employee_id is not None:
+                # the latest object wins: a failed decision puts back a new one
                 changed[result.employee_id] = (result.state, message.partition)
             observe(source, result, time.perf_counter() - started)
         for employee_id, (state, partition) in changed.items():

@@ -1,27 +1,45 @@
 """The contract: pydantic models of every record Frontline reads from or writes to a topic.
 
-Inputs are validated strictly (wrong types are refused, not coerced); unknown extra fields are
-ignored so that producers can add fields without breaking the pipeline.
+Inputs are validated strictly (wrong types are refused, not coerced; numbers must be finite;
+every field has a bound); unknown extra fields are ignored so that producers can add fields
+without breaking the pipeline.
+
+Event times (`started_at`, `ended_at`, `completed_at`) must lie in [2000-01-01, 2100-01-01) UTC
+(EARLIEST_EVENT_TIME, LATEST_EVENT_TIME), and an interaction may last at most 31 days
+(MAX_DURATION): a fixed range, never the wall clock, so that a replay or a backfill is decided
+the same. (How far an event time may lie ahead of its record's broker timestamp is checked where
+that timestamp is known: agents/record_processor.py.)
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
+
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)  # excluded
+MAX_DURATION = timedelta(days=31)  # of an interaction, and of each of its *_s durations
+_NO_TIME = timedelta(0)
 
 Channel = Literal["voice", "chat", "email", "messaging"]
 NonEmptyId = Annotated[str, Field(min_length=1, max_length=200)]
-Seconds = Annotated[float, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION.total_seconds())]
+# (checked by pydantic's core, offsets included: no datetime arithmetic that could overflow)
+EventTime = Annotated[AwareDatetime, Field(ge=EARLIEST_EVENT_TIME, lt=LATEST_EVENT_TIME)]
+# a checklist item name -> passed; as many items as a playbook could sensibly check
+QaItems = Annotated[dict[NonEmptyId, bool], Field(max_length=200)]
 
 
 class _Inbound(BaseModel):
-    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True, allow_inf_nan=False)
 
-    schema_version: Literal[1] = 1
+    # The JSON integer 1 (strict: not true, not 1.0, which Literal[1] would take as equal)
+    schema_version: Annotated[int, Field(ge=1, le=1, json_schema_extra={"const": 1})] = \
+        SCHEMA_VERSION
 
 
 class Interaction(_Inbound):
@@ -32,23 +50,27 @@ class Interaction(_Inbound):
     employee_id: NonEmptyId
     team_id: NonEmptyId
     channel: Channel
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
+    started_at: EventTime
+    ended_at: EventTime
     wait_s: Seconds
     talk_s: Seconds
     hold_s: Seconds
     wrap_s: Seconds
-    transfers: Annotated[int, Field(ge=0)]
+    transfers: Annotated[int, Field(ge=0, le=1000)]
     resolved: bool | None = None
-    qa: dict[str, bool] = Field(default_factory=dict)
+    qa: QaItems = Field(default_factory=dict)
     csat: Annotated[int, Field(ge=1, le=5)] | None = None
     nps: Annotated[int, Field(ge=0, le=10)] | None = None
     sentiment: Annotated[float, Field(ge=-1, le=1)] | None = None
 
     @model_validator(mode="after")
     def _end_not_before_start(self) -> Interaction:
-        if self.ended_at < self.started_at:
+        # both times are within the plausible range here: the subtraction cannot overflow
+        span = self.ended_at - self.started_at
+        if span < _NO_TIME:
             raise ValueError("ended_at is before started_at")
+        if span > MAX_DURATION:
+            raise ValueError(f"ended_at is more than {MAX_DURATION.days} days after started_at")
         return self
 
 
@@ -59,7 +81,7 @@ class LessonCompletion(_Inbound):
     assignment_id: NonEmptyId
     employee_id: NonEmptyId
     lesson_id: NonEmptyId | None = None
-    completed_at: AwareDatetime
+    completed_at: EventTime
     score: Annotated[float, Field(ge=0, le=100)] | None = None
 
 

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import faust
 
 from agents.decision_engine import DecisionEngine
-from agents.employee_state import EmployeeState
+from agents.employee_state import EmployeeState, StateFormatError
 from agents.pipeline_agent import OffsetGate, Send, make_pipeline
 from agents.record_processor import RecordProcessor, Result, Source
 from models.events import BonusAward, LessonAssignment, PerformanceGap
@@ -90,6 +90,8 @@ def create_app(settings: Settings, playbook: Playbook,
         consumer_group_instance_id=settings.group_instance_id,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # room for the largest record the pipeline produces (it checks max_record_bytes)
+        producer_max_request_size=max(1_000_000, settings.max_record_bytes + 10_000),
         table_standby_replicas=0,
         web_enabled=False,
         processing_guarantee="at_least_once",
@@ -107,6 +109,8 @@ def create_app(settings: Settings, playbook: Playbook,
         DecisionEngine(playbook, settings.dedupe_horizon_hours * 3600.0),
         states,
         lambda topic: counts.get(topic, settings.partitions),
+        max_record_bytes=settings.max_record_bytes,
+        max_event_ahead_s=settings.max_event_ahead_hours * 3600.0,
     )
 
     changelog = table.changelog_topic.get_topic_name()
@@ -390,7 +394,16 @@ class StateTable:
         kb = key.encode()
         value = store.data.get(kb)
         if isinstance(value, bytes):  # recovered from the changelog
-            value = store.data[kb] = EmployeeState.from_bytes(value)
+            try:
+                value = EmployeeState.from_bytes(value)
+            except StateFormatError as exc:
+                # Not a format any release wrote (a damaged or foreign record on the
+                # changelog): the employee starts afresh rather than every later record of
+                # theirs failing; the bytes stay on the changelog for inspection.
+                log.error("employee %r: cannot read the saved state (%s); starting it afresh",
+                          key, exc)
+                value = EmployeeState(key)
+            store.data[kb] = value
         return value
 
     def put(self, key: str, state: EmployeeState, partition: int) -> None:

@@ -610,7 +610,13 @@ def run_simulation(
                 interactions += 1
             else:
                 topic = completions_topic
-            producer.send(topic, key=record.key, value=record.value).add_errback(on_send_error)
+            # The simulated clock runs far ahead of the wall clock: stamp each record no earlier
+            # than it (every record's event time is at or before the clock when it is
+            # delivered), as a producer replaying history would, so the worker's check of event
+            # times against broker timestamps (FRONTLINE_MAX_EVENT_AHEAD_HOURS) lets it in.
+            stamp_ms = max(int(time.time() * 1000), int(sim.now().timestamp() * 1000) + 1000)
+            producer.send(topic, key=record.key, value=record.value,
+                          timestamp_ms=stamp_ms).add_errback(on_send_error)
     finally:
         done.set()
         producer.flush()

@@ -18,7 +18,7 @@ from agents.employee_state import (
     SeenIds,
     StandardState,
 )
-from agents.ids import stable_id
+from agents.ids import digest, stable_id
 from agents.lesson_policy import lesson_block
 from models.events import (
     BonusAward,
@@ -70,7 +70,8 @@ def snapshot(state: EmployeeState) -> str:
 
 
 def restored(state: EmployeeState) -> EmployeeState:
-    return EmployeeState.from_dict(json.loads(json.dumps(state.to_dict())))
+    """The state as the changelog gives it back."""
+    return EmployeeState.from_bytes(state.to_bytes())
 
 
 def as_json(records) -> str:
@@ -828,11 +829,15 @@ def test_state_round_trip_preserves_everything(engine, interaction_factory, comp
         assert copy.standards[name].run_passes == st.run_passes
         assert (copy.standards[name].ids, copy.standards[name].flags) == (st.ids, st.flags)
     assert copy.to_dict() == state.to_dict()
+    assert EmployeeState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
 
 def test_state_round_trip_of_handmade_state():
+    seen = SeenIds()
+    for event_id, at in (("a", 10.0), ("b", 4000.5), ("c", 3 * 86400 + 7.0)):
+        seen.add(digest(event_id), at)
     state = EmployeeState(
-        "emp-9", team_id="t", seen=SeenIds({0: ["abcdefgh", "ABCDEFGH"], 3: ["12345678"]}), newest=12.5, pruned_at=3.0,
+        "emp-9", team_id="t", seen=seen, newest=12.5, pruned_at=3.0,
         standards={"empathy": StandardState(s=0, c=45, ids=["i1", "i2", "i3"], flags="101",
                                             run_n=7, run_passes=5,
                                             gap_id="g", gap_opened_at=1.5,
@@ -850,7 +855,9 @@ def test_state_round_trip_of_handmade_state():
     assert copy.standards["empathy"].c == 45 and copy.standards["empathy"].gap_deferred
     assert copy.effects["g"].after == "1"
     assert copy.assignments["b"].completed_at == 2.0
-    assert "ABCDEFGH" in copy.seen and "12345678" in copy.seen and len(copy.seen) == 3
+    assert copy.seen.contains(digest("b"), 4000.5)
+    assert copy.seen.contains(digest("c"), 3 * 86400 + 7.0)
+    assert not copy.seen.contains(digest("b"), 10.0) and len(copy.seen) == 3
     assert EmployeeState.from_bytes(state.to_bytes()) == state
 
 

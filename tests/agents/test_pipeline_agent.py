@@ -4,14 +4,29 @@ producer replaced by a recorder (no broker)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.record_processor import H_FORWARDED_FROM, partition_for
+from test_record_processor_edge import PoisonedEngine
+
+from agents.decision_engine import DecisionEngine
+from agents.employee_state import EmployeeState
+from agents.pipeline_agent import make_pipeline
+from agents.record_processor import (
+    H_FORWARDED_FROM,
+    H_FORWARDED_KEY,
+    H_FORWARDED_KEY_NULL,
+    MAX_RECORD_BYTES,
+    RecordProcessor,
+    partition_for,
+    record_size,
+)
 from models.playbook import Playbook
+from streams import topics
 from streams.app import Frontline, create_app
 from streams.settings import Settings
 
@@ -20,7 +35,7 @@ from streams.settings import Settings
 class Sent:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
     partition: int | None
     headers: Any
 
@@ -32,8 +47,8 @@ class Recorder:
         self.sent: list[Sent] = []
         self.fail_on: str | None = None
 
-    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
-                   headers: Any) -> Any:
+    async def send(self, topic: str, key: bytes | None, value: bytes | None,
+                   partition: int | None, headers: Any) -> Any:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail_on is not None and topic.endswith(self.fail_on):
             future.set_exception(RuntimeError("broker refused the record"))
@@ -108,8 +123,9 @@ def test_scores_decisions_and_one_state_write_per_employee(playbook: Playbook, t
     assert {s.partition for s in changelog} == {home("emp-7")}
     last_output = max(i for i, s in enumerate(rec.sent) if not s.topic.endswith("changelog"))
     assert rec.sent[-1].topic.endswith("changelog") and len(rec.sent) - 1 > last_output
-    saved = json.loads(changelog[-1].value)
-    assert saved["e"] == "emp-7" and saved["std"]["empathy"]["g"] == gaps[0]["gap_id"]
+    saved = EmployeeState.from_bytes(changelog[-1].value)
+    assert saved.employee_id == "emp-7"
+    assert saved.standards["empathy"].gap_id == gaps[0]["gap_id"]
 
 
 def test_bad_records_become_dead_letters_with_their_bytes(playbook: Playbook, tmp_path: Path,
@@ -172,3 +188,142 @@ def test_a_refused_publish_stops_the_agent(playbook: Playbook, tmp_path: Path,
         assert "broker refused" in str(agent._crash_reason)
 
     run_agent(playbook, tmp_path, scenario)
+
+
+# ---- no single record stops, stalls or corrupts the agent ---------------------------------------
+
+
+def test_a_tombstone_and_a_null_key_are_dead_lettered_as_they_were(playbook: Playbook,
+        tmp_path: Path, interaction_factory: Any) -> None:
+    good = interaction_factory("emp-5")()
+
+    async def scenario(agent: Any, rec: Recorder, fl: Frontline) -> None:
+        await agent.put(None, key=None, partition=0, wait=False)
+        await agent.put(b"[]", key=None, partition=0, wait=False)
+        await agent.put(encoded(good), key=b"emp-5", partition=home("emp-5"), wait=False)
+        await until(lambda: len(rec.on("execution-scores")) == 1
+                    and len(rec.on("dead-letters")) == 2)
+
+    rec = run_agent(playbook, tmp_path, scenario)
+    tombstone, keyless = rec.on("t-dead-letters")
+    assert (tombstone.key, tombstone.value) == (None, None)
+    assert (keyless.key, keyless.value) == (None, b"[]")
+    assert dict(tombstone.headers)["frontline.error.type"] == b"not_json"
+
+
+def test_an_oversized_record_is_dead_lettered_cut_and_the_agent_goes_on(playbook: Playbook,
+        tmp_path: Path, interaction_factory: Any) -> None:
+    make = interaction_factory("emp-6")
+    huge = b'{"event_id": "' + b"x" * 1_100_000 + b'"}'
+    far_ahead = make()
+    good = make()
+
+    async def scenario(agent: Any, rec: Recorder, fl: Frontline) -> None:
+        await agent.put(huge, key=b"emp-6", partition=home("emp-6"), wait=False)
+        # the broker received it a week before its event time: not plausible
+        await agent.put(encoded(far_ahead), key=b"emp-6", partition=home("emp-6"),
+                        timestamp=far_ahead.ended_at.timestamp() - 7 * 86400, wait=False)
+        await agent.put(encoded(good), key=b"emp-6", partition=home("emp-6"),
+                        timestamp=good.ended_at.timestamp() + 60, wait=False)
+        await until(lambda: len(rec.on("execution-scores")) == 1
+                    and len(rec.on("dead-letters")) == 2)
+        assert agent._crash_reason is None
+
+    rec = run_agent(playbook, tmp_path, scenario)
+    cut, implausible = rec.on("t-dead-letters")
+    headers = dict(cut.headers)
+    assert record_size(cut.key, cut.value, cut.headers) <= MAX_RECORD_BYTES
+    assert headers["frontline.dead-letter.truncated"] == b"value"
+    assert headers["frontline.original.value-size"] == str(len(huge)).encode()
+    assert headers["frontline.original.value-sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert huge.startswith(cut.value)
+    assert dict(implausible.headers)["frontline.error.type"] == b"implausible_time"
+    assert implausible.value == encoded(far_ahead)
+
+
+def test_a_forwarded_copy_says_what_its_key_was(playbook: Playbook, tmp_path: Path,
+        interaction_factory: Any) -> None:
+    make = interaction_factory("emp-8")
+    wrong = (home("emp-8") + 1) % PARTITIONS
+
+    async def scenario(agent: Any, rec: Recorder, fl: Frontline) -> None:
+        await agent.put(encoded(make()), key=b"not-the-employee", partition=wrong, wait=False)
+        await agent.put(encoded(make()), key=None, partition=wrong, wait=False)
+        await until(lambda: len(rec.on("t-interactions")) == 2)
+
+    rec = run_agent(playbook, tmp_path, scenario)
+    keyed, keyless = (dict(s.headers) for s in rec.on("t-interactions"))
+    assert keyed[H_FORWARDED_KEY] == b"not-the-employee" and H_FORWARDED_KEY_NULL not in keyed
+    assert keyless[H_FORWARDED_KEY_NULL] == b"true" and H_FORWARDED_KEY not in keyless
+
+
+@dataclass
+class _Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float = 0.0
+    headers: Any = None
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+
+@dataclass
+class _Event:
+    message: _Message
+
+
+class _Stream:
+    def __init__(self, batches: list[list[_Event]]) -> None:
+        self.batches = batches
+
+    async def take_events(self, n: int, within: float) -> Any:
+        for batch in self.batches:
+            yield batch
+
+
+class _States(dict[str, EmployeeState]):
+    def put(self, key: str, state: EmployeeState, partition: int = 0) -> None:
+        self[key] = state
+
+
+def test_a_decision_that_fails_mid_batch_saves_the_state_as_before_it(playbook: Playbook,
+        interaction_factory: Any) -> None:
+    make = interaction_factory("emp-9")
+    events = [make(fail=("empathy",)) for _ in range(12)]
+    engine = PoisonedEngine(playbook)
+    engine.poison.add(events[5].event_id)  # the one whose decision opens the empathy gap
+    store: _States = _States()
+    processor = RecordProcessor(engine, store, lambda _: 1)
+    reference = RecordProcessor(DecisionEngine(playbook), _States(), lambda _: 1)
+    saved: list[tuple[str, bytes]] = []
+    outcomes: list[str] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+                   headers: Any) -> Any:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def save_state(employee_id: str, state: EmployeeState, partition: int) -> Any:
+        saved.append((employee_id, state.to_bytes()))
+        return await send("changelog", None, None, partition, None)
+
+    async def fatal(exc: BaseException) -> None:
+        raise AssertionError(f"the batch failed: {exc!r}")
+
+    batch = [_Event(_Message("interactions", 0, i, b"emp-9", encoded(ev)))
+             for i, ev in enumerate(events[:8])]
+    body = make_pipeline(processor, "interactions", {t: t for t in topics.ALL}, send, save_state,
+                         lambda source, result, s: outcomes.append(result.outcome), fatal)
+    asyncio.run(body(_Stream([batch])))
+    assert outcomes == ["processed"] * 5 + ["dead_lettered"] + ["processed"] * 2
+    for i, ev in enumerate(events[:8]):
+        if i != 5:
+            reference.process("interactions", "interactions", 0, i, b"emp-9", encoded(ev))
+    assert saved == [("emp-9", reference.states.get("emp-9").to_bytes())]  # type: ignore[union-attr]
+    assert store["emp-9"].to_bytes() == saved[0][1]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pydantic import ValidationError
 
 from models import dead_letters
-from models.dead_letters import Refusal, explain_validation, headers
+from models.dead_letters import (
+    Refusal,
+    dead_letter_id,
+    explain_validation,
+    headers,
+    identity_headers,
+)
 from models.events import Interaction, LessonCompletion
 
 
@@ -89,9 +97,29 @@ def test_headers():
         ("frontline.source.topic", b"interactions"),
         ("frontline.source.partition", b"3"),
         ("frontline.source.offset", b"12345"),
+        ("frontline.dead-letter.id", dead_letter_id("interactions", 3, 12345).encode()),
         ("frontline.error.type", b"invalid_event"),
         ("frontline.error.message", b"csat: too high"),
     ]
+
+
+def test_dead_letter_id_is_stable_per_source_record_and_differs_between_records():
+    first = dead_letter_id("interactions", 3, 12345)
+    assert first == dead_letter_id("interactions", 3, 12345)  # a second dead letter of it
+    assert len(first) == 32 and int(first, 16) >= 0
+    others = {dead_letter_id("interactions", 3, 12346), dead_letter_id("interactions", 4, 12345),
+              dead_letter_id("lesson-completions", 3, 12345), dead_letter_id("interactions", 31, 2345)}
+    assert first not in others and len(others) == 4
+
+
+def test_identity_headers_give_the_size_and_sha256_of_the_original():
+    original = b"x" * 1_100_000
+    assert identity_headers("value", original) == [
+        ("frontline.original.value-size", b"1100000"),
+        ("frontline.original.value-sha256", hashlib.sha256(original).hexdigest().encode()),
+    ]
+    assert [name for name, _ in identity_headers("key", b"k")] == [
+        "frontline.original.key-size", "frontline.original.key-sha256"]
 
 
 def test_header_message_is_utf8_and_capped_at_500_characters():
@@ -100,7 +128,33 @@ def test_header_message_is_utf8_and_capped_at_500_characters():
     assert value.decode("utf-8") == "é" * 500
 
 
+@pytest.mark.parametrize("version", [True, 1.0, False, [1]])
+def test_schema_version_of_another_json_type_is_unsupported(interaction_dict, as_json, version):
+    refusal = _refusal(as_json(interaction_dict(schema_version=version)))
+    assert refusal == Refusal("unsupported_schema_version",
+                              f"schema_version {version!r} is not supported (expected 1)")
+
+
+def test_a_huge_refused_value_is_shown_shortly(interaction_dict, as_json):
+    refusal = _refusal(as_json(interaction_dict(qa={f"item-{i}": True for i in range(50_000)})))
+    assert refusal.error_type == "invalid_event"
+    assert refusal.message.startswith("qa: Dictionary should have at most 200 items")
+    assert len(refusal.message) < 200
+    huge_version = _refusal(as_json(interaction_dict(schema_version=["x" * 1000] * 1000)))
+    assert huge_version.error_type == "unsupported_schema_version"
+    assert len(huge_version.message) < 200
+
+
 def test_error_types_are_all_distinct():
-    assert len(set(dead_letters.ERROR_TYPES)) == len(dead_letters.ERROR_TYPES) == 7
+    assert len(set(dead_letters.ERROR_TYPES)) == len(dead_letters.ERROR_TYPES) == 9
     assert {"not_json", "not_an_object", "invalid_event", "unsupported_schema_version",
-            "too_late", "rejected", "internal_error"} == set(dead_letters.ERROR_TYPES)
+            "implausible_time", "too_late", "rejected", "output_too_large",
+            "internal_error"} == set(dead_letters.ERROR_TYPES)
+
+
+def test_the_module_docstring_documents_every_header_and_error_type():
+    doc = dead_letters.__doc__ or ""
+    names = [v for k, v in vars(dead_letters).items() if k.startswith("H_")]
+    assert len(names) == 12
+    for name in names + list(dead_letters.ERROR_TYPES):
+        assert f"`{name}`" in doc, name

@@ -8,6 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from models.events import (
+    EARLIEST_EVENT_TIME,
+    LATEST_EVENT_TIME,
     BonusAward,
     Evidence,
     ExecutionScore,
@@ -193,6 +195,99 @@ def test_interaction_is_immutable(interaction_dict, as_json):
         ev.csat = 5  # type: ignore[misc]
 
 
+# ---- Interaction: the edges of every field ---------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [True, False, 1.0, "1", None, [1], {"v": 1}])
+def test_schema_version_must_be_the_json_integer_1(interaction_dict, as_json, version):
+    with pytest.raises(ValidationError) as exc:
+        Interaction.model_validate_json(as_json(interaction_dict(schema_version=version)))
+    assert _error_locs(exc) == [("schema_version",)]
+
+
+@pytest.mark.parametrize("field", ["wait_s", "talk_s", "hold_s", "wrap_s", "sentiment"])
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400"])
+def test_numbers_must_be_finite(interaction_dict, as_json, field, number):
+    raw = as_json(interaction_dict(**{field: 123456789})).replace(b"123456789", number)
+    with pytest.raises(ValidationError) as exc:
+        Interaction.model_validate_json(raw)
+    assert _error_locs(exc) == [(field,)]
+    assert exc.value.errors()[0]["type"] in ("finite_number", "less_than_equal",
+                                            "greater_than_equal")
+
+
+@pytest.mark.parametrize("field", ["wait_s", "talk_s", "hold_s", "wrap_s"])
+def test_durations_are_at_most_31_days(interaction_dict, as_json, field):
+    month = 31 * 86400
+    ok = Interaction.model_validate_json(as_json(interaction_dict(**{field: month})))
+    assert getattr(ok, field) == month
+    with pytest.raises(ValidationError) as exc:
+        Interaction.model_validate_json(as_json(interaction_dict(**{field: month + 0.5})))
+    assert _error_locs(exc) == [(field,)]
+
+
+def test_a_contact_lasts_at_most_31_days(interaction_dict, as_json):
+    ok = interaction_dict(started_at="2026-01-01T00:00:00+00:00",
+                          ended_at="2026-02-01T01:00:00+01:00")  # 31 days exactly
+    assert Interaction.model_validate_json(as_json(ok)).ended_at.day == 1
+    longer = interaction_dict(started_at="2026-01-01T00:00:00+00:00",
+                              ended_at="2026-02-01T00:00:01+00:00")
+    with pytest.raises(ValidationError, match="more than 31 days after started_at"):
+        Interaction.model_validate_json(as_json(longer))
+
+
+@pytest.mark.parametrize("field", ["started_at", "ended_at"])
+@pytest.mark.parametrize("at", [
+    "9999-12-31T23:59:59+00:00",
+    "9999-12-31T23:59:59-05:00",  # past year 9999 in UTC: overflowed before
+    "0001-01-01T01:00:00+05:00",  # before year 1 in UTC: overflowed before
+    "1999-12-31T23:59:59+00:00",
+    "2000-01-01T00:30:00+01:00",  # 1999 in UTC
+    "2100-01-01T00:00:00+00:00",
+    "2099-12-31T20:00:00-05:00",  # 2100 in UTC
+])
+def test_event_times_outside_2000_to_2100_utc_are_refused(interaction_dict, as_json, field, at):
+    record = interaction_dict(started_at="2026-03-02T10:00:00+00:00",
+                              ended_at="2026-03-02T10:07:30+00:00")
+    record[field] = at
+    with pytest.raises(ValidationError) as exc:
+        Interaction.model_validate_json(as_json(record))
+    assert _error_locs(exc)[0] == (field,)
+    assert exc.value.errors()[0]["msg"] in (
+        "Input should be greater than or equal to 2000-01-01T00:00:00Z",
+        "Input should be less than 2100-01-01T00:00:00Z")
+
+
+@pytest.mark.parametrize("at", ["2000-01-01T00:00:00+00:00", "2000-01-01T05:00:00+05:00",
+                                "2099-12-31T23:59:59+00:00", "2099-12-31T23:59:59+14:00"])
+def test_event_times_at_the_edges_of_the_range_are_accepted(interaction_dict, as_json, at):
+    ev = Interaction.model_validate_json(as_json(interaction_dict(started_at=at, ended_at=at)))
+    assert EARLIEST_EVENT_TIME <= ev.ended_at < LATEST_EVENT_TIME
+
+
+@pytest.mark.parametrize("qa,loc", [
+    ({f"item-{i}": True for i in range(201)}, ("qa",)),
+    ({"x" * 201: True}, ("qa", "x" * 201, "[key]")),
+    ({"": True}, ("qa", "", "[key]")),
+])
+def test_qa_is_bounded(interaction_dict, as_json, qa, loc):
+    with pytest.raises(ValidationError) as exc:
+        Interaction.model_validate_json(as_json(interaction_dict(qa=qa)))
+    assert _error_locs(exc)[0] == loc
+
+
+def test_qa_within_bounds_is_accepted(interaction_dict, as_json):
+    qa = {f"item-{i}": i % 2 == 0 for i in range(200)}
+    assert Interaction.model_validate_json(as_json(interaction_dict(qa=qa))).qa == qa
+
+
+@pytest.mark.parametrize("raw_transfers", [b"1001", b"1" + b"0" * 30, b"9" * 5000])
+def test_transfers_are_bounded(interaction_dict, as_json, raw_transfers):
+    raw = as_json(interaction_dict(transfers=123456789)).replace(b"123456789", raw_transfers)
+    with pytest.raises(ValidationError):
+        Interaction.model_validate_json(raw)
+
+
 # ---- LessonCompletion -----------------------------------------------------------------------
 
 
@@ -229,6 +324,29 @@ def test_completion_required_fields(completion_dict, as_json, field):
     with pytest.raises(ValidationError) as exc:
         LessonCompletion.model_validate_json(as_json(completion_dict(drop=(field,))))
     assert [(e["type"], tuple(e["loc"])) for e in exc.value.errors()] == [("missing", (field,))]
+
+
+@pytest.mark.parametrize("changes,loc", [
+    ({"completed_at": "9999-12-31T23:59:59-05:00"}, ("completed_at",)),
+    ({"completed_at": "0001-01-01T01:00:00+05:00"}, ("completed_at",)),
+    ({"completed_at": "1970-01-01T00:00:00+00:00"}, ("completed_at",)),
+    ({"schema_version": True}, ("schema_version",)),
+    ({"schema_version": 1.0}, ("schema_version",)),
+    ({"lesson_id": ""}, ("lesson_id",)),
+    ({"employee_id": "e" * 201}, ("employee_id",)),
+])
+def test_completion_edges_are_refused(completion_dict, as_json, changes, loc):
+    with pytest.raises(ValidationError) as exc:
+        LessonCompletion.model_validate_json(as_json(completion_dict(**changes)))
+    assert _error_locs(exc)[0] == loc
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"1e400"])
+def test_completion_score_must_be_finite(completion_dict, as_json, number):
+    raw = as_json(completion_dict(score=12345)).replace(b"12345", number)
+    with pytest.raises(ValidationError) as exc:
+        LessonCompletion.model_validate_json(raw)
+    assert _error_locs(exc) == [("score",)]
 
 
 # ---- output records -------------------------------------------------------------------------
