@@ -11,6 +11,7 @@ import pytest
 
 from agents.decision_engine import DecisionEngine
 from agents.employee_state import AssignmentState, EmployeeState
+from agents.record_processor import RecordProcessor, partition_for
 from models.events import (
     ExecutionScore,
     Interaction,
@@ -197,8 +198,6 @@ def test_the_processor_publishes_a_retirement_that_comes_with_a_refused_completi
         custom_playbook, open_gap, completion):
     """The retirement records decided on a refused completion are published and the changed
     state saved, next to the completion's dead letter."""
-    from agents.record_processor import RecordProcessor, partition_for
-
     state, gap, lesson = open_gap
     after = DecisionEngine(custom_playbook({"greeting": 0.8}, version="v2"))
     saved: dict[str, EmployeeState] = {"emp-1": state}
@@ -221,3 +220,4 @@ def test_the_processor_publishes_a_retirement_that_comes_with_a_refused_completi
         "performance-gaps", "lesson-assignments", "dead-letters"]
     assert result.state is saved["emp-1"] and "empathy" not in result.state.standards
     assert [r.status for r in result.records] == ["closed", "cancelled"]
+    assert result.records[0].gap_id == gap.gap_id
