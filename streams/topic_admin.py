@@ -14,6 +14,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams import topics
+from streams.embedded_broker import unreachable_reason
 from streams.settings import Settings
 
 
@@ -27,16 +28,16 @@ def ensure_topics(settings: Settings, names: list[str] | None = None,
     wanted = [settings.topic(n) for n in (names or list(topics.ALL))]
     servers = settings.bootstrap_servers
     deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=servers, client_id="frontline-admin",
-                                     request_timeout_ms=10000)
-            break
-        except (KafkaError, OSError) as exc:
-            if time.monotonic() > deadline:
-                raise TopicError(f"cannot reach the broker at {settings.broker}: {exc}; "
-                                 f"is it running? (frontline broker starts one)") from None
-            time.sleep(0.5)
+    # the same wait for a broker that is starting as the commands' (one line when it never does)
+    reason = unreachable_reason(servers, timeout_s)
+    try:
+        if reason is not None:
+            raise OSError(reason)
+        admin = KafkaAdminClient(bootstrap_servers=servers, client_id="frontline-admin",
+                                 request_timeout_ms=10000)
+    except (KafkaError, OSError) as exc:
+        raise TopicError(f"cannot reach the broker at {settings.broker}: {exc}; "
+                         f"is it running? (frontline broker starts one)") from None
     try:
         existing = set(admin.list_topics())
         missing = [n for n in wanted if n not in existing]
